@@ -1,0 +1,396 @@
+"""Local backend: translate a plan into Docker API calls (docker SDK).
+
+It mirrors what the Pulumi backend asks pulumi-docker to do, call for call where
+it matters: files reach a job container as an archive copied to `/` before it
+starts (pulumi-docker `uploads`), Redis containers mount their config volume
+read-only, and every resource carries the `redis-infra.name` label so `down`
+finds all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import Healthcheck, Mount
+
+from infra.errors import DeploymentError
+from infra.plan import (
+    LABEL_NAME,
+    LABEL_ROLE,
+    LABEL_SPEC,
+    LABEL_SUMMARY,
+    LABEL_VOLUME,
+    ContainerSpec,
+    JobSpec,
+    NetworkSpec,
+    Plan,
+    VolumeSpec,
+)
+from infra.secrets import resolve
+
+LABEL_STATE_DIR = "redis-infra.state-dir"
+NANOSECONDS = 1_000_000_000
+
+
+@dataclass
+class Inventory:
+    """What exists on the engine for one deployment name."""
+
+    containers: dict[str, Container] = field(default_factory=dict)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.containers or self.networks or self.volumes)
+
+    def state_dir(self) -> str | None:
+        for container in self.containers.values():
+            value = container.labels.get(LABEL_STATE_DIR)
+            if value:
+                return str(value)
+        return None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    exit_code: int
+    logs: str
+    seconds: float
+
+
+@dataclass
+class Created:
+    """Resources one `create` call made, so a failed run can remove exactly those."""
+
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+
+def _upload_archive(files: Mapping[str, tuple[str, int]]) -> bytes:
+    """A tar of absolute paths, extracted at `/` as pulumi-docker's uploads are."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, (content, mode) in sorted(files.items()):
+            data = content.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class LocalBackend:
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.api = client.api
+
+    # -- reading --------------------------------------------------------------------
+
+    def inventory(self, name: str) -> Inventory:
+        selector: dict[str, str | list[str] | bool] = {"label": f"{LABEL_NAME}={name}"}
+        containers = {
+            container.name: container
+            for container in self.client.containers.list(all=True, filters=selector)
+            if container.name
+        }
+        networks = [n.name for n in self.client.networks.list(filters=selector) if n.name]
+        volumes = [v.name for v in self.client.volumes.list(filters=selector) if v.name]
+        return Inventory(containers, networks, volumes)
+
+    def differences(
+        self, plan: Plan, inventory: Inventory, host_ports: Mapping[str, int]
+    ) -> list[str]:
+        """What an existing deployment lacks or does differently from `plan`, in words."""
+        found: list[str] = []
+        for network in plan.networks:
+            if network.name not in inventory.networks:
+                found.append(f"network {network.name} is missing")
+        for volume in plan.volumes:
+            if volume.name not in inventory.volumes:
+                found.append(f"volume {volume.name} is missing")
+        wanted = {spec.name for spec in plan.containers}
+        for name, container in inventory.containers.items():
+            role = container.labels.get(LABEL_ROLE, "")
+            if name not in wanted and role not in ("config", "cluster-create"):
+                found.append(f"container {name} exists but is not in the plan (topology shrank?)")
+        for spec in plan.containers:
+            existing = inventory.containers.get(spec.name)
+            if existing is None:
+                found.append(f"container {spec.name} is missing")
+                continue
+            if existing.labels.get(LABEL_SPEC) != spec.labels[LABEL_SPEC]:
+                found.extend(_explain_change(spec, existing))
+            bound = _host_port(existing, spec)
+            if spec.ports and bound is not None and bound != host_ports.get(spec.name):
+                found.append(
+                    f"{spec.name}: published on host port {bound}, "
+                    f"the deployment's files say {host_ports.get(spec.name)}"
+                )
+        return found
+
+    # -- creating -------------------------------------------------------------------
+
+    def create(
+        self,
+        plan: Plan,
+        secrets: Mapping[str, str],
+        host_ports: Mapping[str, int],
+        extra_labels: Mapping[str, str],
+        created: Created,
+        existing: Inventory,
+    ) -> None:
+        """Create networks, volumes and containers and start them; record what was made."""
+        for network in plan.networks:
+            if network.name not in existing.networks:
+                self._create_network(network)
+                created.networks.append(network.name)
+        for volume in plan.volumes:
+            if volume.name not in existing.volumes:
+                self._create_volume(volume)
+                created.volumes.append(volume.name)
+        result = self.run_job(plan.config_job, secrets)
+        if result.exit_code != 0:
+            raise DeploymentError(
+                f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
+            )
+        for spec in plan.containers:
+            if spec.name in existing.containers:
+                continue
+            self._create_container(spec, secrets, host_ports, extra_labels)
+            created.containers.append(spec.name)
+        for spec in plan.containers:
+            self.client.containers.get(spec.name).start()
+
+    def _create_network(self, spec: NetworkSpec) -> None:
+        self.client.networks.create(
+            spec.name,
+            driver="bridge",
+            internal=spec.internal,
+            labels=spec.labels,
+            options=spec.options or None,
+            check_duplicate=True,
+        )
+
+    def _create_volume(self, spec: VolumeSpec) -> None:
+        self.client.volumes.create(
+            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose}
+        )
+
+    def _create_container(
+        self,
+        spec: ContainerSpec,
+        secrets: Mapping[str, str],
+        host_ports: Mapping[str, int],
+        extra_labels: Mapping[str, str],
+    ) -> None:
+        health = spec.healthcheck
+        healthcheck = Healthcheck(
+            test=[resolve(part, secrets) for part in health.test],
+            interval=health.interval_s * NANOSECONDS,
+            timeout=health.timeout_s * NANOSECONDS,
+            retries=health.retries,
+            start_period=health.start_period_s * NANOSECONDS,
+        )
+        port_bindings: dict[int | str, Any] = {
+            f"{port.container_port}/tcp": (port.host_ip, host_ports[spec.name])
+            for port in spec.ports
+        }
+        host_config = self.api.create_host_config(
+            mounts=[
+                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
+            ],
+            port_bindings=port_bindings or None,
+            read_only=spec.read_only,
+            tmpfs=dict(spec.tmpfs),
+            cap_drop=list(spec.cap_drop),
+            cap_add=list(spec.cap_add) or None,
+            security_opt=list(spec.security_opt),
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,  # no swap: a swapping Redis is a slow Redis
+            pids_limit=spec.pids_limit,
+            nano_cpus=int(spec.cpus * NANOSECONDS) if spec.cpus else None,
+            restart_policy={"Name": spec.restart},
+            network_mode=spec.networks[0].network,
+        )
+        first = spec.networks[0]
+        networking = self.api.create_networking_config(
+            # The stub says EndpointConfig; the API takes {network name: EndpointConfig}.
+            {first.network: self.api.create_endpoint_config(aliases=list(first.aliases))}  # type: ignore[arg-type]
+        )
+        self.api.create_container(
+            spec.image,
+            command=list(spec.command),
+            name=spec.name,
+            hostname=spec.node.name,
+            user=spec.user,
+            labels={**spec.labels, **extra_labels},
+            ports=[port.container_port for port in spec.ports] or None,
+            host_config=host_config,
+            networking_config=networking,
+            healthcheck=healthcheck,
+            stop_timeout=spec.stop_grace_s,
+        )
+        for attachment in spec.networks[1:]:
+            self.api.connect_container_to_network(
+                spec.name, attachment.network, aliases=list(attachment.aliases) or None
+            )
+
+    def run_job(self, job: JobSpec, secrets: Mapping[str, str]) -> JobResult:
+        """Run a one-shot job container to completion and remove it."""
+        started = time.monotonic()
+        self._remove_container(job.name)  # a leftover from an interrupted run
+        host_config = self.api.create_host_config(
+            mounts=[
+                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in job.mounts
+            ],
+            cap_drop=list(job.cap_drop),
+            cap_add=list(job.cap_add) or None,
+            security_opt=list(job.security_opt),
+            network_mode=job.network or "none",
+            pids_limit=64,
+            mem_limit=64 * 1024 * 1024,
+        )
+        self.api.create_container(
+            job.image,
+            command=[resolve(part, secrets) for part in job.command],
+            name=job.name,
+            user=job.user,
+            labels=job.labels,
+            host_config=host_config,
+        )
+        try:
+            container = self.client.containers.get(job.name)
+            if job.uploads:
+                files = {u.path: (resolve(u.content, secrets), u.mode) for u in job.uploads}
+                container.put_archive("/", _upload_archive(files))
+            container.start()
+            try:
+                status = container.wait(timeout=job.timeout_s)
+                exit_code = int(status.get("StatusCode", -1))
+            except Exception as exc:  # requests' ReadTimeout, surfaced as a clear failure
+                exit_code = -1
+                logs = container.logs().decode(errors="replace")
+                raise DeploymentError(
+                    f"job {job.name} did not finish within {job.timeout_s} s ({exc}):\n{logs}"
+                ) from exc
+            logs = container.logs().decode(errors="replace")
+        finally:
+            self._remove_container(job.name)
+        return JobResult(job.name, exit_code, logs, time.monotonic() - started)
+
+    # -- waiting --------------------------------------------------------------------
+
+    def wait_healthy(self, names: list[str], timeout_s: float) -> None:
+        """Until Docker reports every container healthy; logs of the laggards on timeout."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                state = self.api.inspect_container(name)["State"]
+                if not state.get("Running"):
+                    raise DeploymentError(
+                        f"container {name} stopped (exit code {state.get('ExitCode')}):\n"
+                        f"{self.logs(name)}"
+                    )
+                if state.get("Health", {}).get("Status") == "healthy":
+                    pending.remove(name)
+            if pending and time.monotonic() > deadline:
+                details = "\n".join(f"--- {name}:\n{self.logs(name)}" for name in pending)
+                raise DeploymentError(
+                    f"not healthy after {timeout_s:.0f} s: {', '.join(pending)}\n{details}"
+                )
+            if pending:
+                time.sleep(0.25)
+
+    def check_running(self, names: list[str]) -> None:
+        """Raise, with the container's log, if one of `names` stopped or restarted."""
+        for name in names:
+            details = self.api.inspect_container(name)
+            state, restarts = details["State"], details.get("RestartCount", 0)
+            if not state.get("Running") or state.get("Restarting") or restarts:
+                status = "restarting" if state.get("Restarting") or restarts else "stopped"
+                raise DeploymentError(
+                    f"container {name} {status} (exit code {state.get('ExitCode')}):\n"
+                    f"{self.logs(name)}"
+                )
+
+    def logs(self, name: str, tail: int = 40) -> str:
+        try:
+            return bytes(self.api.logs(name, tail=tail)).decode(errors="replace").strip()
+        except docker.errors.APIError as exc:
+            return f"(no logs: {exc})"
+
+    # -- removing -------------------------------------------------------------------
+
+    def remove(self, name: str, *, keep_data: bool) -> Inventory:
+        """Remove every labelled container and network, and the volumes unless data is kept."""
+        inventory = self.inventory(name)
+        for container_name in inventory.containers:
+            self._remove_container(container_name)
+        for network in inventory.networks:
+            self._remove_network(network)
+        kept: list[str] = []
+        for volume_name in inventory.volumes:
+            volume = self.client.volumes.get(volume_name)
+            if keep_data and volume.attrs.get("Labels", {}).get(LABEL_VOLUME) == "data":
+                kept.append(volume_name)
+                continue
+            volume.remove(force=True)
+        inventory.volumes = [v for v in inventory.volumes if v not in kept]
+        return inventory
+
+    def rollback(self, created: Created) -> None:
+        """Undo one failed `create`: only what it made, never what existed before."""
+        for name in created.containers:
+            self._remove_container(name)
+        for network in created.networks:
+            self._remove_network(network)
+        for volume in created.volumes:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.volumes.get(volume).remove(force=True)
+
+    def _remove_container(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_container(name, force=True, v=False)
+
+    def _remove_network(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.networks.get(name).remove()
+
+
+def _host_port(container: Container, spec: ContainerSpec) -> int | None:
+    if not spec.ports:
+        return None
+    bindings = container.attrs["HostConfig"].get("PortBindings") or {}
+    entries = bindings.get(f"{spec.ports[0].container_port}/tcp") or []
+    return int(entries[0]["HostPort"]) if entries and entries[0].get("HostPort") else None
+
+
+def _explain_change(spec: ContainerSpec, container: Container) -> list[str]:
+    try:
+        before: dict[str, Any] = json.loads(container.labels.get(LABEL_SUMMARY, "{}"))
+    except json.JSONDecodeError:
+        before = {}
+    after = spec.summary()
+    changes = []
+    for key, new in after.items():
+        old = before.get(key)
+        if key == "files" and isinstance(old, dict) and isinstance(new, dict):
+            changed = sorted(path for path in set(old) | set(new) if old.get(path) != new.get(path))
+            if changed:
+                changes.append(f"{spec.name}: rendered files differ: {', '.join(changed)}")
+        elif old != new:
+            changes.append(f"{spec.name}: {key} {old!r} -> {new!r}")
+    return changes or [f"{spec.name}: container settings differ (healthcheck, mounts or hardening)"]

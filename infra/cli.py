@@ -1,0 +1,309 @@
+"""The `redis-infra` command line (also `python -m infra.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from infra.connection import ConnectionInfo
+from infra.errors import ConfigError, RedisInfraError
+from infra.model import Topology
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_DIFFERS = 3
+
+
+def _add_topology_options(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
+    parser.add_argument(
+        "--topology",
+        "-t",
+        required=True,
+        help="kind (single, sentinel, cluster) or a topology .yaml file",
+    )
+    parser.add_argument(
+        "--name",
+        "-n",
+        required=name_required,
+        default="redis",
+        help="deployment name: prefix of every container, network and volume",
+    )
+    parser.add_argument("--image", help="Redis image reference (overrides the topology's image)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a topology setting, e.g. --set memory.maxmemory=512mb",
+    )
+
+
+def _load(args: argparse.Namespace) -> Topology:
+    from infra.topology import deep_merge, load_topology, parse_set_flags
+
+    overrides = parse_set_flags(args.overrides)
+    if args.image:
+        overrides = deep_merge(overrides, {"image": args.image})
+    return load_topology(args.topology, args.name, overrides, override_source="command-line flags")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from infra.deploy import up
+    from infra.docker_engine import docker_client
+
+    topology = _load(args)
+    if topology.publish.enabled and topology.publish.host_ip not in ("127.0.0.1", "::1"):
+        print(
+            f"warning: publishing on {topology.publish.host_ip}, beyond loopback, as asked",
+            file=sys.stderr,
+        )
+    result = up(topology, docker_client(), connection_file=args.out, ready_timeout_s=args.timeout)
+    info = result.info
+    if args.json:
+        _print_json(
+            {
+                "connection_file": str(result.connection_file),
+                "created": result.created,
+                "seconds_total": round(result.seconds_total, 3),
+                "seconds_start_to_ready": result.seconds_start_to_ready,
+                "notes": result.notes,
+            }
+        )
+        return EXIT_OK
+    print(f"{info.topology} deployment '{info.name}' is {'up' if result.created else 'already up'}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    print(f"  {'container':<28} {'role':<9} {'from this host':<22} inside network {info.network}")
+    for node in info.nodes:
+        host = f"{node.host}:{node.port}" if node.host else "(not published)"
+        print(f"  {node.container:<28} {node.role:<9} {host:<22} {node.internal}")
+    print(f"  connection file: {result.connection_file} (mode 0600: holds passwords)")
+    timing = f"  bring-up: {result.seconds_total:.2f} s total"
+    if result.seconds_start_to_ready is not None:
+        timing += (
+            f", {result.seconds_start_to_ready:.2f} s from container start "
+            "to authenticated TLS PING"
+        )
+    print(timing)
+    first = info.data_nodes()[0]
+    if first.host:
+        print(
+            "  try: redis-cli --tls --cacert {ca} --cert {cert} --key {key} -h {h} -p {p} "
+            "--user {u} --askpass ping".format(
+                ca=info.tls.ca_file,
+                cert=info.tls.cert_file,
+                key=info.tls.key_file,
+                h=first.host,
+                p=first.port,
+                u=info.users["app"].username,
+            )
+        )
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from infra.deploy import down
+    from infra.docker_engine import docker_client
+
+    result = down(args.name, docker_client(), keep_data=args.keep_data)
+    removed = result.removed
+    print(
+        f"removed {len(removed.containers)} container(s), {len(removed.networks)} network(s), "
+        f"{len(removed.volumes)} volume(s) of '{args.name}'"
+    )
+    if result.kept_volumes:
+        print(
+            f"kept data volume(s): {', '.join(sorted(result.kept_volumes))}; "
+            f"secrets and certificates kept in {result.state_dir}"
+        )
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from infra.deploy import status
+    from infra.docker_engine import docker_client
+
+    rows = status(args.name, docker_client())
+    if args.json:
+        _print_json([row.__dict__ for row in rows])
+        return EXIT_OK if rows else EXIT_FAILED
+    if not rows:
+        print(f"no deployment named '{args.name}' on this Docker engine")
+        return EXIT_FAILED
+    print(f"{'container':<28} {'role':<9} {'state':<10} {'health':<10} published")
+    for row in rows:
+        print(f"{row.container:<28} {row.role:<9} {row.state:<10} {row.health:<10} {row.published}")
+    return EXIT_OK
+
+
+def _connection(args: argparse.Namespace) -> ConnectionInfo:
+    from infra.connection import read_connection_file
+    from infra.deploy import connection_file_for
+    from infra.docker_engine import docker_client
+
+    path = args.connection or connection_file_for(args.name, docker_client())
+    return read_connection_file(path)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from infra.verify import verify
+
+    info = _connection(args)
+    checks = verify(info)
+    for check in checks:
+        print(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+    failed = [check for check in checks if not check.passed]
+    verdict = f"all {len(checks)} checks passed" if not failed else f"{len(failed)} check(s) failed"
+    print(f"{info.topology} deployment '{info.name}': {verdict}")
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from infra.certs import ensure_certificates
+    from infra.plan import build_plan
+
+    topology = _load(args)
+    out: Path = args.out
+    # Certificates are public; generate throwaway ones unless the topology brings its own.
+    bundle = ensure_certificates(topology, out / "tls") if topology.tls.files is None else None
+    from infra.certs import load_brought_files
+
+    certificates = (bundle or load_brought_files(topology)).certificates
+    plan = build_plan(topology, certificates)
+    for spec in plan.containers:
+        for rendered in spec.files:
+            target = out / spec.name / rendered.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(rendered.content)  # secrets stay <<secret:...>> placeholders
+    summary = {
+        "name": plan.name,
+        "kind": plan.kind.value,
+        "networks": [n.name for n in plan.networks],
+        "volumes": [v.name for v in plan.volumes],
+        "containers": {spec.name: spec.summary() for spec in plan.containers},
+        "jobs": [plan.config_job.name, *(job.name for job in plan.bootstrap_jobs)],
+        "secrets": plan.secret_names,
+    }
+    (out / "plan.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(
+        f"rendered {len(plan.containers)} node(s) of '{plan.name}' into {out} "
+        "(secrets appear as <<secret:NAME>> placeholders)"
+    )
+    return EXIT_OK
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from infra.certs import ensure_certificates
+
+    topology = _load(args)
+    bundle = ensure_certificates(topology, args.out)
+    print(
+        f"certificates for '{topology.name}' in {args.out}: ca.crt (+ ca.key), "
+        f"nodes/<node>.crt|key for {len(bundle.certificates.server_pems)} node(s), "
+        "client.crt|key; private keys are mode 0600"
+    )
+    return EXIT_OK
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.image import build_image
+
+    built = build_image(docker_client(), args.tag)
+    print(
+        f"built {built.reference} (Redis {built.redis_version}, {built.size_bytes / 1e6:.1f} MB, "
+        f"{built.image_id[:19]}) in {built.seconds:.2f} s"
+    )
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from infra.image import DEFAULT_IMAGE
+
+    parser = argparse.ArgumentParser(prog="redis-infra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("up", help="deploy a topology and wait until it answers")
+    _add_topology_options(p, name_required=True)
+    p.add_argument("--out", type=Path, help="connection file to write (default: in the state dir)")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=cmd_up)
+
+    p = commands.add_parser("down", help="remove a deployment")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument(
+        "--keep-data", action="store_true", help="keep data volumes, secrets, certificates"
+    )
+    p.set_defaults(handler=cmd_down)
+
+    p = commands.add_parser("status", help="show a deployment's containers")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = commands.add_parser("verify", help="prove a deployment works and is locked down")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    p.set_defaults(handler=cmd_verify)
+
+    p = commands.add_parser("render", help="write every rendered file for inspection")
+    _add_topology_options(p, name_required=False)
+    p.add_argument("--out", type=Path, required=True, help="directory to write into")
+    p.set_defaults(handler=cmd_render)
+
+    p = commands.add_parser("certs", help="generate a CA, node and client certificates")
+    _add_topology_options(p, name_required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for the certificates")
+    p.set_defaults(handler=cmd_certs)
+
+    image = commands.add_parser("image", help="the local Redis image").add_subparsers(
+        dest="image_command", required=True
+    )
+    p = image.add_parser("build", help="build the Redis image from Debian's packages")
+    p.add_argument(
+        "--tag", default=DEFAULT_IMAGE, help=f"image reference (default {DEFAULT_IMAGE})"
+    )
+    p.set_defaults(handler=cmd_image_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from infra.deploy import DeploymentDiffersError
+
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DeploymentDiffersError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DIFFERS
+    except RedisInfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

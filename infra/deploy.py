@@ -1,0 +1,257 @@
+"""`up`, `down` and `status` for the local backend: the steps around the Docker calls.
+
+Order matters for safety: everything that can be wrong with the input (topology,
+secrets, certificates, image, ports, an existing deployment that differs) is
+found before the first resource is created, and a failed first deployment removes
+exactly what it created.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from infra.backends.local import LABEL_STATE_DIR, Created, Inventory, LocalBackend
+from infra.certs import tls_bundle
+from infra.connection import ConnectionInfo, TlsPaths, build_connection_info
+from infra.errors import ConfigError, DeploymentError
+from infra.image import ensure_image_available
+from infra.model import Topology
+from infra.plan import LABEL_ROLE, Plan, build_plan
+from infra.readiness import wait_for_ping
+from infra.secrets import CLIENT_KEY_REF
+from infra.state import StateDir, default_state_dir, port_in_use
+
+READY_TIMEOUT_S = 90.0
+
+
+class DeploymentDiffersError(DeploymentError):
+    """`up` found the deployment already there, but not as the plan says."""
+
+    def __init__(self, name: str, differences: list[str], connection_file: Path) -> None:
+        self.differences = differences
+        lines = [f"deployment {name} exists and differs from what was asked; nothing was changed:"]
+        lines += [f"  - {difference}" for difference in differences]
+        lines.append(
+            f"Fix: to apply the change and keep the data, run `redis-infra down --name {name} "
+            f"--keep-data` then `redis-infra up` again with the same options "
+            f"(connection file: {connection_file})"
+        )
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class UpResult:
+    info: ConnectionInfo
+    connection_file: Path
+    created: bool  # False: the deployment was already there, as planned
+    seconds_total: float
+    seconds_start_to_ready: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything `up` needs, resolved before touching the engine."""
+
+    topology: Topology
+    state: StateDir
+    plan: Plan
+    secrets: dict[str, str]
+    host_ports: dict[str, int]
+    info: ConnectionInfo
+
+
+def prepare(topology: Topology, connection_file: Path | None, inventory: Inventory) -> Prepared:
+    """Secrets, certificates, plan, ports and connection info for `topology` (no engine calls)."""
+    state_dir = _state_dir_for(topology.name, connection_file, inventory)
+    state = StateDir(state_dir)
+    bundle = tls_bundle(topology, state.tls_dir)
+    plan = build_plan(topology, bundle.certificates)
+    password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
+    # App and admin credentials go into the connection file even if no file refers to them.
+    wanted = sorted({*password_names, "app_password", "admin_password"})
+    secrets = {**state.secrets(wanted), **bundle.private_keys}
+    missing = sorted(set(plan.secret_names) - set(secrets))
+    if missing:  # pragma: no cover - a renderer referring to a secret nobody provides
+        raise DeploymentError(f"plan refers to secrets nobody provides: {', '.join(missing)}")
+    wanted_ports = {spec.name: spec.ports[0].host_port for spec in plan.containers if spec.ports}
+    host_ip = topology.publish.host_ip
+    host_ports = state.host_ports(wanted_ports, host_ip) if wanted_ports else {}
+    certificates = bundle.certificates
+    tls = TlsPaths(
+        ca_file=str(certificates.ca_file),
+        cert_file=str(certificates.client_cert_file),
+        key_file=str(certificates.client_key_file),
+    )
+    info = build_connection_info(plan.outputs, tls, secrets, host_ports)
+    assert CLIENT_KEY_REF.name in secrets
+    return Prepared(topology, state, plan, secrets, host_ports, info)
+
+
+def _state_dir_for(name: str, connection_file: Path | None, inventory: Inventory) -> Path:
+    recorded = inventory.state_dir()
+    asked = connection_file.expanduser().resolve().parent if connection_file else None
+    if recorded and asked and Path(recorded) != asked:
+        raise ConfigError.single(
+            "--out",
+            "--out",
+            f"deployment {name} keeps its secrets and certificates in {recorded}, not in {asked}",
+            f"pass --out {Path(recorded) / 'connection.json'} (or omit --out)",
+        )
+    if asked:
+        return asked
+    return Path(recorded) if recorded else default_state_dir(name)
+
+
+def up(
+    topology: Topology,
+    client: docker.DockerClient,
+    *,
+    connection_file: Path | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> UpResult:
+    """Deploy `topology`, or confirm it is deployed as planned; write the connection file."""
+    started = time.monotonic()
+    backend = LocalBackend(client)
+    inventory = backend.inventory(topology.name)
+    prepared = prepare(topology, connection_file, inventory)
+    ensure_image_available(client, topology.image)
+    out = (
+        connection_file.expanduser().resolve()
+        if connection_file
+        else prepared.state.connection_file
+    )
+    if inventory.containers:
+        return _confirm_existing(backend, prepared, inventory, out, started, ready_timeout_s)
+    for spec in prepared.plan.containers:
+        port = prepared.host_ports.get(spec.name)
+        if port is not None and port_in_use(topology.publish.host_ip, port):
+            raise ConfigError.single(
+                "publish",
+                f"{spec.name} host port",
+                f"{topology.publish.host_ip}:{port} is already in use by another program",
+                "free the port, or set publish.base_port to a free range "
+                f"(or delete {prepared.state.path / 'ports.json'} to pick new ports)",
+            )
+    created = Created()
+    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
+    try:
+        backend.create(
+            prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
+        )
+        containers_started = time.monotonic()
+        _wait_ready(backend, prepared, ready_timeout_s)
+        seconds_to_ready = time.monotonic() - containers_started
+    except BaseException:
+        backend.rollback(created)
+        raise
+    prepared.info.write(out)
+    notes = []
+    if inventory.volumes:
+        notes.append(f"reused {len(inventory.volumes)} kept volume(s): data from before is back")
+    return UpResult(prepared.info, out, True, time.monotonic() - started, seconds_to_ready, notes)
+
+
+def _wait_ready(
+    backend: LocalBackend, prepared: Prepared, timeout_s: float, *, fresh: bool = True
+) -> None:
+    names = [spec.name for spec in prepared.plan.containers]
+    if any(node.host is not None for node in prepared.info.nodes):
+        # Fresh containers must not stop or restart while starting: fail at once if they do.
+        alive = (lambda: backend.check_running(names)) if fresh else None
+        wait_for_ping(prepared.info, timeout_s, alive=alive)
+    else:  # nothing published: Docker's health check (an authenticated TLS PING) decides
+        backend.wait_healthy(names, timeout_s)
+
+
+def _confirm_existing(
+    backend: LocalBackend,
+    prepared: Prepared,
+    inventory: Inventory,
+    out: Path,
+    started: float,
+    ready_timeout_s: float,
+) -> UpResult:
+    differences = backend.differences(prepared.plan, inventory, prepared.host_ports)
+    if differences:
+        raise DeploymentDiffersError(prepared.topology.name, differences, out)
+    notes = ["already deployed as planned: nothing changed"]
+    stopped = [
+        name
+        for name, container in inventory.containers.items()
+        if container.status != "running"
+        and container.labels.get(LABEL_ROLE) not in ("config", "cluster-create")
+    ]
+    for name in stopped:
+        backend.client.containers.get(name).start()
+    if stopped:
+        notes = [f"started stopped container(s): {', '.join(stopped)}"]
+    _wait_ready(backend, prepared, ready_timeout_s, fresh=False)
+    prepared.info.write(out)
+    return UpResult(prepared.info, out, False, time.monotonic() - started, None, notes)
+
+
+@dataclass
+class DownResult:
+    name: str
+    removed: Inventory
+    kept_volumes: list[str]
+    state_dir: Path | None
+
+
+def down(name: str, client: docker.DockerClient, *, keep_data: bool) -> DownResult:
+    """Remove everything labelled with `name`; keep data volumes (and secrets) if asked."""
+    backend = LocalBackend(client)
+    before = backend.inventory(name)
+    recorded = before.state_dir()
+    removed = backend.remove(name, keep_data=keep_data)
+    after = backend.inventory(name)
+    state_dir = Path(recorded) if recorded else default_state_dir(name)
+    if not keep_data:
+        # The passwords and certificates of a deleted deployment protect nothing.
+        StateDir(state_dir).remove()
+    return DownResult(name, removed, after.volumes, state_dir)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    container: str
+    role: str  # role label at deployment; the live role can differ after a failover
+    state: str
+    health: str
+    published: str
+
+
+def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
+    """Docker's view of every container of deployment `name`."""
+    inventory = LocalBackend(client).inventory(name)
+    rows = []
+    for container_name, container in sorted(inventory.containers.items()):
+        state = container.attrs.get("State", {})
+        ports = container.attrs.get("HostConfig", {}).get("PortBindings") or {}
+        published = ", ".join(
+            f"{binding['HostIp']}:{binding['HostPort']}->{port}"
+            for port, bindings in ports.items()
+            for binding in bindings or []
+        )
+        rows.append(
+            NodeStatus(
+                container=container_name,
+                role=container.labels.get(LABEL_ROLE, "?"),
+                state=state.get("Status", "?"),
+                health=state.get("Health", {}).get("Status", "-"),
+                published=published or "-",
+            )
+        )
+    return rows
+
+
+def connection_file_for(name: str, client: docker.DockerClient) -> Path:
+    """Where `up` wrote deployment `name`'s connection file (by default)."""
+    recorded = LocalBackend(client).inventory(name).state_dir()
+    directory = Path(recorded) if recorded else default_state_dir(name)
+    return StateDir(directory).connection_file

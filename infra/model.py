@@ -1,0 +1,162 @@
+"""The typed topology model: what a deployment is, after validation.
+
+Instances are built only by `infra.topology.load_topology`, which guarantees every
+rule documented there; the rest of the code can trust these values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Kind(StrEnum):
+    SINGLE = "single"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+class Workload(StrEnum):
+    """What the data is, which decides whether Redis may evict it.
+
+    `durable` data (sessions, rate-limit state, leaderboards) must never be evicted
+    silently: the only allowed policy is `noeviction`, so a full instance refuses
+    writes with OOM instead of dropping a logged-in user's session. `cache` data can
+    be rebuilt from the database, so any eviction policy is allowed.
+    """
+
+    DURABLE = "durable"
+    CACHE = "cache"
+
+
+EVICTION_POLICIES = (
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+)
+APPENDFSYNC_MODES = ("always", "everysec", "no")
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+
+
+@dataclass(frozen=True)
+class Persistence:
+    aof: bool
+    appendfsync: str
+    rdb_save: tuple[tuple[int, int], ...]  # (seconds, changes) pairs; empty disables snapshots
+
+
+@dataclass(frozen=True)
+class Memory:
+    workload: Workload
+    maxmemory_bytes: int
+    policy: str
+    container_limit_bytes: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    pids: int
+    cpus: float | None
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Certificates the user brings instead of generated ones (all paths absolute)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+
+@dataclass(frozen=True)
+class Tls:
+    protocols: tuple[str, ...]
+    extra_sans: tuple[str, ...]
+    files: TlsFiles | None  # None: `redis-infra certs` generates them
+
+
+@dataclass(frozen=True)
+class Users:
+    """ACL user names; their passwords are secrets and never live in the model."""
+
+    app: str
+    admin: str
+    health: str
+    replication: str
+    sentinel: str | None = None  # Sentinel kind only: what sentinels log in as, everywhere
+
+    def by_role(self) -> dict[str, str]:
+        roles = {
+            "app": self.app,
+            "admin": self.admin,
+            "health": self.health,
+            "replication": self.replication,
+        }
+        if self.sentinel is not None:
+            roles["sentinel"] = self.sentinel
+        return roles
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Whether and where node ports are published on the Docker host."""
+
+    enabled: bool
+    host_ip: str
+    base_port: int | None  # None: the local backend picks free ports once and keeps them
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    replicas: int
+    sentinels: int
+    quorum: int
+    port: int
+    service_name: str
+    down_after_ms: int
+    failover_timeout_ms: int
+    parallel_syncs: int
+    min_replicas_to_write: int
+    min_replicas_max_lag: int
+    replica_priority: int
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    masters: int
+    replicas_per_master: int
+    node_timeout_ms: int
+    replica_validity_factor: int
+    require_full_coverage: bool
+    allow_reads_when_down: bool
+    migration_barrier: int
+    failure_domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A validated deployment description: kind defaults merged with overrides."""
+
+    name: str
+    kind: Kind
+    image: str
+    uid: int
+    port: int
+    internal_network: bool
+    persistence: Persistence
+    memory: Memory
+    limits: Limits
+    tls: Tls
+    users: Users
+    publish: Publish
+    sentinel: SentinelSettings | None = None
+    cluster: ClusterSettings | None = None
+    source: str = field(default="<memory>", compare=False)

@@ -1,0 +1,1 @@
+"""Locust load scenarios (see loadtests/README.md)."""

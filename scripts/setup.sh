@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything the project needs on a Debian machine, idempotent:
+#   Debian packages (Python venv, Redis tools for the image, busybox for its jobs),
+#   a Docker engine, the project's virtualenv with pinned dependencies, and the
+#   local Redis image built from Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(python3-venv redis-tools busybox-static ca-certificates)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages ${missing[*]}; run this script as root (sudo)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bash scripts/ensure-docker.sh
+
+if [ ! -x .venv/bin/redis-infra ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: creating .venv with the pinned dependencies"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  touch .venv/.installed
+fi
+
+if ! .venv/bin/python -c "import docker, sys; docker.from_env().images.get('redis-infra/redis:7.0.15')" 2>/dev/null; then
+  .venv/bin/redis-infra image build
+fi
+echo "setup: done"

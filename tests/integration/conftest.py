@@ -1,0 +1,98 @@
+"""Fixtures that deploy real topologies on the local Docker engine.
+
+Every deployment gets a unique name (so parallel or leftover runs never collide)
+and is removed afterwards, even when the test fails. Under CI=true a missing
+engine fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from testcontainers.core.config import testcontainers_config
+
+from infra.connection import ConnectionInfo
+from infra.deploy import down, up
+from infra.docker_engine import docker_client
+from infra.errors import EngineError
+from infra.image import DEFAULT_IMAGE, build_image
+from infra.model import Topology
+from infra.topology import load_topology
+
+# Ryuk (testcontainers' reaper) is an image from a registry this machine cannot reach;
+# our fixtures remove what they create themselves.
+testcontainers_config.ryuk_disabled = True
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    try:
+        return docker_client()
+    except EngineError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no Docker engine: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_image(engine: docker.DockerClient) -> str:
+    try:
+        engine.images.get(DEFAULT_IMAGE)
+    except docker.errors.ImageNotFound:
+        build_image(engine, DEFAULT_IMAGE)
+    return DEFAULT_IMAGE
+
+
+def unique_name(prefix: str) -> str:
+    return f"it-{prefix}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Deployment:
+    topology: Topology
+    info: ConnectionInfo
+    connection_file: Path
+    engine: docker.DockerClient
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    def container(self, node: str | None = None) -> Any:
+        return self.engine.containers.get(node or self.info.data_nodes()[0].container)
+
+
+DeployFactory = Callable[..., Deployment]
+
+
+@pytest.fixture(scope="module")
+def deploy(
+    engine: docker.DockerClient, redis_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployFactory]:
+    """Deploy topologies for one test module; all of them are removed at its end."""
+    names: list[str] = []
+
+    def make(kind: str = "single", prefix: str = "t", **overrides: Any) -> Deployment:
+        name = unique_name(prefix)
+        names.append(name)
+        topology = load_topology(kind, name, {"image": redis_image, **overrides})
+        out = tmp_path_factory.mktemp(name) / "connection.json"
+        result = up(topology, engine, connection_file=out)
+        return Deployment(topology, result.info, out, engine)
+
+    yield make
+    for name in names:
+        down(name, engine, keep_data=False)

@@ -1,0 +1,177 @@
+"""`up`, re-`up`, `down` and the CLI around them, on a real engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+from infra.backends.local import LocalBackend
+from infra.client import node_client
+from infra.connection import read_connection_file
+from infra.deploy import DeploymentDiffersError, down, up
+from infra.errors import DeploymentError, EngineError
+from infra.topology import load_topology
+from tests.integration.conftest import DeployFactory, unique_name
+
+
+def _labelled(engine: docker.DockerClient, name: str) -> list[str]:
+    selector: dict[str, str | list[str] | bool] = {"label": f"redis-infra.name={name}"}
+    return (
+        [f"container {c.name}" for c in engine.containers.list(all=True, filters=selector)]
+        + [f"network {n.name}" for n in engine.networks.list(filters=selector)]
+        + [f"volume {v.name}" for v in engine.volumes.list(filters=selector)]
+    )
+
+
+def test_up_again_changes_nothing_and_a_change_is_explained(deploy: DeployFactory) -> None:
+    deployment = deploy("single", "again")
+    container_id = deployment.container().id
+    again = up(deployment.topology, deployment.engine, connection_file=deployment.connection_file)
+    assert not again.created and "nothing changed" in again.notes[0]
+    assert deployment.container().id == container_id
+
+    changed = load_topology(
+        "single",
+        deployment.name,
+        {
+            "image": deployment.topology.image,
+            "memory": {"maxmemory": "300mb", "container_limit": "512mb"},
+        },
+    )
+    with pytest.raises(DeploymentDiffersError) as caught:
+        up(changed, deployment.engine, connection_file=deployment.connection_file)
+    message = str(caught.value)
+    assert "memory_bytes 402653184 -> 536870912" in message
+    assert "rendered files differ: redis.conf" in message
+    assert "--keep-data" in message
+    # Nothing was touched: same container, still running with the old limit.
+    container = deployment.container()
+    assert container.id == container_id and container.status == "running"
+    assert container.attrs["HostConfig"]["Memory"] == 384 * 1024**2
+
+
+def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
+    deployment = deploy("single", "conn")
+    path = deployment.connection_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert data["name"] == deployment.name and data["topology"] == "single"
+    for key in ("ca_file", "cert_file", "key_file"):
+        assert Path(data["tls"][key]).is_absolute() and Path(data["tls"][key]).is_file()
+    assert set(data["users"]) == {"app", "admin"}
+    assert data["users"]["app"]["username"] == "app" and len(data["users"]["app"]["password"]) >= 32
+    (node,) = data["nodes"]
+    assert node["name"] == node["container"] == f"{deployment.name}-redis"
+    assert node["role"] == "master" and node["host"] == "127.0.0.1"
+    assert node["internal"] == f"{deployment.name}-redis:6379"
+    client = node_client(read_connection_file(path), node["name"])
+    assert client.ping()
+
+
+def test_bad_input_and_missing_image_create_nothing(
+    engine: docker.DockerClient, redis_image: str, tmp_path: Path
+) -> None:
+    name = unique_name("nothing")
+    missing = load_topology("single", name, {"image": "redis-infra/redis:does-not-exist"})
+    with pytest.raises(EngineError, match=r"redis-infra image build"):
+        up(missing, engine, connection_file=tmp_path / "c.json")
+    assert _labelled(engine, name) == []
+    unpullable = load_topology("single", name, {"image": "registry.invalid/redis:7"})
+    with pytest.raises(EngineError, match=r"cannot be pulled.*redis-infra image build"):
+        up(unpullable, engine, connection_file=tmp_path / "c.json")
+    assert _labelled(engine, name) == []
+
+
+def test_failed_start_removes_what_it_created(
+    engine: docker.DockerClient, redis_image: str, tmp_path: Path
+) -> None:
+    name = unique_name("fail")
+    # A uid that does not own the image's /data: Redis cannot create its AOF and exits.
+    topology = load_topology("single", name, {"image": redis_image, "uid": 12345})
+    with pytest.raises(DeploymentError, match=r"stopped|restarting") as caught:
+        up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=60)
+    assert "Permission denied" in str(caught.value)  # the container's log explains why
+    assert _labelled(engine, name) == []
+
+
+def test_down_keep_data_then_up_brings_the_data_back(
+    engine: docker.DockerClient, redis_image: str, tmp_path: Path
+) -> None:
+    name = unique_name("keep")
+    topology = load_topology("single", name, {"image": redis_image})
+    out = tmp_path / "connection.json"
+    try:
+        first = up(topology, engine, connection_file=out)
+        node_client(first.info, first.info.data_nodes()[0]).set("session:kept", "yes")
+        kept = down(name, engine, keep_data=True)
+        assert kept.kept_volumes == [f"{name}-redis-data"]
+        assert not LocalBackend(engine).inventory(name).containers
+        second = up(topology, engine, connection_file=out)
+        assert second.info.users["app"].password == first.info.users["app"].password
+        assert second.info.data_nodes()[0].port == first.info.data_nodes()[0].port
+        assert node_client(second.info, second.info.data_nodes()[0]).get("session:kept") == b"yes"
+    finally:
+        down(name, engine, keep_data=False)
+    assert _labelled(engine, name) == []
+    assert not out.exists()  # the secrets of a deleted deployment are gone too
+
+
+def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_path: Path) -> None:
+    name = unique_name("cli")
+    out = tmp_path / "conn.json"
+    cli = [sys.executable, "-m", "infra.cli"]
+    env = {**os.environ, "REDIS_INFRA_STATE_HOME": str(tmp_path / "state")}
+    try:
+        done = subprocess.run(
+            [*cli, "up", "--topology", "single", "--name", name, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"single deployment '{name}' is up" in done.stdout
+        assert "bring-up:" in done.stdout and str(out) in done.stdout
+        status = subprocess.run(
+            [*cli, "status", "--name", name, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        rows = json.loads(status.stdout)
+        assert [(r["container"], r["state"]) for r in rows] == [(f"{name}-redis", "running")]
+        again = subprocess.run(
+            [
+                *cli,
+                "up",
+                "--topology",
+                "single",
+                "--name",
+                name,
+                "--out",
+                str(out),
+                "--set",
+                "memory.maxmemory=200mb",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert again.returncode == 3 and "differs" in again.stderr
+    finally:
+        gone = subprocess.run(
+            [*cli, "down", "--name", name], capture_output=True, text=True, env=env, timeout=120
+        )
+    assert (
+        gone.returncode == 0 and "removed 1 container(s), 2 network(s), 2 volume(s)" in gone.stdout
+    )
+    assert _labelled(engine, name) == []

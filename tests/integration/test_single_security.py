@@ -1,0 +1,248 @@
+"""The single topology refuses everything it should, from the host and from its network."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+from testcontainers.core.container import DockerContainer
+
+import redis
+from infra.client import no_retry, node_client, tls_options
+from tests.integration.conftest import DeployFactory, Deployment
+
+DANGEROUS_FOR_APP = [
+    ("CONFIG", "SET", "maxmemory", "1mb"),
+    ("CONFIG", "GET", "dir"),
+    ("FLUSHALL",),
+    ("FLUSHDB",),
+    ("DEBUG", "SLEEP", "0"),
+    ("MODULE", "LIST"),
+    ("SHUTDOWN", "NOSAVE"),
+    ("ACL", "SETUSER", "intruder", "on", ">intruder-password-123", "+@all"),
+    ("REPLICAOF", "127.0.0.1", "7000"),
+    ("SLAVEOF", "127.0.0.1", "7000"),
+    ("KEYS", "*"),
+    ("MIGRATE", "127.0.0.1", "7000", "canary", "0", "1000"),
+    ("MONITOR",),
+    ("BGSAVE",),
+    ("SAVE",),
+    ("BGREWRITEAOF",),
+    ("CLIENT", "LIST"),
+    ("CLIENT", "KILL", "ID", "1"),
+    ("SWAPDB", "0", "1"),
+    ("FAILOVER",),
+    ("INFO",),
+]
+
+
+@pytest.fixture(scope="module")
+def single(deploy: DeployFactory) -> Deployment:
+    return deploy("single", "sec")
+
+
+@pytest.fixture
+def app(single: Deployment) -> redis.Redis:
+    return node_client(single.info, single.info.data_nodes()[0], decode_responses=True)
+
+
+@pytest.fixture
+def admin(single: Deployment) -> redis.Redis:
+    return node_client(
+        single.info, single.info.data_nodes()[0], role="admin", decode_responses=True
+    )
+
+
+def _address(single: Deployment) -> tuple[str, int]:
+    node = single.info.data_nodes()[0]
+    assert node.host is not None and node.port is not None
+    return node.host, node.port
+
+
+def test_plaintext_connection_is_refused(single: Deployment) -> None:
+    with socket.create_connection(_address(single), timeout=5) as plain:
+        plain.sendall(b"PING\r\n")
+        plain.settimeout(5)
+        reply = plain.recv(64)
+    # The TLS listener drops a client that does not speak TLS: no +PONG, no data.
+    assert b"PONG" not in reply
+    assert reply == b""
+
+
+def test_plaintext_from_inside_the_network_is_refused(single: Deployment) -> None:
+    node = single.info.data_nodes()[0]
+    probe = (
+        DockerContainer(single.topology.image)
+        .with_command(["redis-cli", "-h", node.name, "-p", "6379", "ping"])
+        .with_kwargs(network=single.info.network, user="999:999", read_only=True)
+    )
+    with probe:
+        result = probe.get_wrapped_container().wait(timeout=30)
+        out, err = probe.get_logs()
+    output = (out + err).decode()
+    assert "PONG" not in output
+    assert result["StatusCode"] != 0 or "Error" in output or output.strip() == ""
+
+
+def test_tls_without_client_certificate_is_refused(single: Deployment) -> None:
+    host, port = _address(single)
+    client = redis.Redis(
+        host=host,
+        port=port,
+        ssl=True,
+        ssl_ca_certs=single.info.tls.ca_file,
+        username="app",
+        password=single.info.users["app"].password,
+        socket_timeout=5,
+        retry=no_retry(),
+    )
+    with pytest.raises(redis.ConnectionError, match=r"CERTIFICATE_REQUIRED|certificate"):
+        client.ping()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_old_tls_versions_are_refused(single: Deployment) -> None:
+    context = ssl.create_default_context(cafile=single.info.tls.ca_file)
+    context.load_cert_chain(single.info.tls.cert_file, single.info.tls.key_file)
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    with socket.create_connection(_address(single), timeout=5) as raw, pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_unauthenticated_commands_are_refused(single: Deployment) -> None:
+    host, port = _address(single)
+    anonymous = redis.Redis(
+        host=host, port=port, protocol=2, retry=no_retry(), **tls_options(single.info)
+    )
+    for command in (("PING",), ("GET", "k"), ("SET", "k", "v")):
+        with pytest.raises(redis.AuthenticationError, match="Authentication required"):
+            anonymous.execute_command(*command)
+
+
+@pytest.mark.parametrize("password", ["", "guess", "default"])
+def test_default_user_is_off(single: Deployment, password: str) -> None:
+    host, port = _address(single)
+    anonymous = redis.Redis(
+        host=host, port=port, protocol=2, retry=no_retry(), **tls_options(single.info)
+    )
+    with pytest.raises(redis.AuthenticationError, match=r"disabled|invalid"):
+        anonymous.execute_command("AUTH", "default", password or "x")
+
+
+def test_wrong_password_is_refused(single: Deployment) -> None:
+    host, port = _address(single)
+    client = redis.Redis(
+        host=host,
+        port=port,
+        username="app",
+        password="wrong-" + "x" * 20,
+        retry=no_retry(),
+        **tls_options(single.info),
+    )
+    with pytest.raises(redis.AuthenticationError):
+        client.ping()
+
+
+def test_app_user_can_do_its_job(app: redis.Redis) -> None:
+    assert app.set("session:1", "alice", ex=60)
+    assert app.get("session:1") == "alice"
+    app.hset("h:1", mapping={"user": "alice"})
+    assert app.expire("h:1", 60)
+    assert app.zincrby("board", 5, "alice") == 5.0
+    script = app.script_load("return redis.call('INCR', KEYS[1])")
+    assert app.evalsha(script, 1, "counter") == 1
+    assert app.publish("channel", "hello") == 0
+    assert app.acl_whoami() == "app"
+
+
+@pytest.mark.parametrize(
+    "command", DANGEROUS_FOR_APP, ids=[" ".join(c[:2]) for c in DANGEROUS_FOR_APP]
+)
+def test_app_user_is_denied_dangerous_commands(
+    app: redis.Redis, admin: redis.Redis, command: tuple[str, ...]
+) -> None:
+    app.set("canary", "alive")
+    with pytest.raises(redis.ResponseError) as denied:
+        app.execute_command(*command)
+    # ACL denial, or the server-wide switch for DEBUG/MODULE that even admins hit.
+    assert "no permissions" in str(denied.value) or "not allowed" in str(denied.value)
+    # Nothing happened: the data is there, the server up, no new user, still a master.
+    assert app.get("canary") == "alive"
+    assert "intruder" not in admin.acl_users()
+    assert admin.execute_command("ROLE")[0] == "master"
+    assert admin.config_get("maxmemory")["maxmemory"] == str(256 * 1024**2)
+
+
+def test_protected_configs_are_refused_even_for_admin(admin: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match="protected config"):
+        admin.config_set("dir", "/tmp")
+    with pytest.raises(redis.ResponseError, match="protected config"):
+        admin.config_set("dbfilename", "x.so")
+    with pytest.raises(redis.ResponseError, match="not allowed"):
+        admin.execute_command("MODULE", "LOAD", "/tmp/evil.so")
+    with pytest.raises(redis.ResponseError, match="not allowed"):
+        admin.execute_command("DEBUG", "SLEEP", "0")
+    assert admin.config_get("dir")["dir"] == "/data"
+
+
+def test_health_user_can_only_ping(single: Deployment) -> None:
+    host, port = _address(single)
+    # The health password lives only in the container's health check.
+    test = single.container().attrs["Config"]["Healthcheck"]["Test"]
+    password = test[test.index("--pass") + 1]
+    health = redis.Redis(
+        host=host,
+        port=port,
+        username="health",
+        password=password,
+        protocol=2,
+        retry=no_retry(),
+        **tls_options(single.info),
+    )
+    assert health.ping()
+    with pytest.raises(redis.ResponseError, match="no permissions"):
+        health.get("canary")
+    with pytest.raises(redis.ResponseError, match="no permissions"):
+        health.execute_command("CONFIG", "GET", "*")
+
+
+def test_hardening_is_what_docker_runs(single: Deployment) -> None:
+    container = single.container()
+    config, host = container.attrs["Config"], container.attrs["HostConfig"]
+    assert config["User"] == "999:999"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Memory"] == 384 * 1024**2 and host["MemorySwap"] == 384 * 1024**2
+    assert host["PidsLimit"] == 256
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    for bindings in host["PortBindings"].values():
+        assert all(b["HostIp"] == "127.0.0.1" for b in bindings)  # never 0.0.0.0
+    ports = container.attrs["NetworkSettings"]["Ports"]
+    assert all(b["HostIp"] == "127.0.0.1" for bs in ports.values() if bs for b in bs)
+    mounts = {m["Destination"]: m["RW"] for m in container.attrs["Mounts"]}
+    assert mounts == {"/etc/redis-infra": False, "/data": True}
+    internal = single.engine.networks.get(single.info.network)
+    assert internal.attrs["Internal"] is True
+    # Every process of the container runs as the Redis uid, not root.
+    top = container.top(ps_args="-o pid,uid,comm")
+    uid_column = top["Titles"].index("UID")
+    assert {row[uid_column] for row in top["Processes"]} == {"999"}
+
+
+def test_health_check_reports_healthy(single: Deployment) -> None:
+    deadline = time.monotonic() + 45
+    status = None
+    while time.monotonic() < deadline:
+        single.container().reload()
+        status = single.container().attrs["State"]["Health"]["Status"]
+        if status == "healthy":
+            break
+        time.sleep(0.5)
+    assert status == "healthy"
+    log = single.container().attrs["State"]["Health"]["Log"]
+    assert "PONG" in log[-1]["Output"]

@@ -1,0 +1,258 @@
+"""The Pulumi program under Pulumi's own mocks: every plan item becomes a resource
+with the same inputs, hardening included, and no secret reaches state in clear."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from infra.backends.pulumi_components import JobFailedError, _check_job
+from infra.certs import ensure_certificates, load_generated
+from infra.errors import ConfigError
+from infra.plan import build_plan
+from infra.pulumi_program import deploy, load_stack_topology, secret_config_key
+from infra.topology import load_topology
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+PASSWORDS = {
+    "appPassword": "app-Secret-0123456789abcdef",
+    "adminPassword": "admin-Secret-0123456789abcdef",
+    "healthPassword": "health-Secret-0123456789abcdef",
+    "replicationPassword": "repl-Secret-0123456789abcdef",
+    "sentinelPassword": "sentinel-Secret-0123456789abcdef",
+}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records every resource; job containers 'exit' with `job_exit_code`."""
+
+    def __init__(self, job_exit_code: int = 0) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.job_exit_code = job_exit_code
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(args)
+        state = dict(args.inputs)
+        if args.typ == CONTAINER and args.inputs.get("mustRun") is False:
+            state["exitCode"] = self.job_exit_code
+            state["containerLogs"] = "mock logs"
+        return f"{args.name}-id", state
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+    def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
+        return {r.name: r.inputs for r in self.resources if r.typ == typ}
+
+
+def _configure(
+    stack: str, topology: str, tls_dir: Path, passwords: dict[str, str], **extra: Any
+) -> None:
+    overrides = extra.pop("overrides", {"publish": {"base_port": 16379}})
+    config = {
+        "redis-infra:topology": topology,
+        "redis-infra:name": f"t-{stack}",
+        "redis-infra:tlsDir": str(tls_dir),
+        "redis-infra:overrides": json.dumps(overrides),
+        **{f"redis-infra:{key}": value for key, value in passwords.items()},
+    }
+    pulumi.runtime.set_all_config(config, secret_keys=[f"redis-infra:{k}" for k in passwords])
+
+
+@pytest.fixture
+def certs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "certs"
+
+
+def _run(mocks: RecordingMocks, stack: str) -> None:
+    pulumi.runtime.set_mocks(mocks, project="redis-infra", stack=stack, preview=False)
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[Any]:
+        component = deploy(pulumi.Config("redis-infra"), stack)
+        return component.connection
+
+    program()
+
+
+@pytest.fixture
+def deployed(certs_dir: Path) -> Iterator[RecordingMocks]:
+    ensure_certificates(
+        load_topology("single", "t-dev", {"publish": {"base_port": 16379}}), certs_dir
+    )
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    mocks = RecordingMocks()
+    _run(mocks, "dev")
+    yield mocks
+
+
+def _plan_for(certs_dir: Path, kind: str = "single", stack: str = "dev") -> Any:
+    topology = load_topology(kind, f"t-{stack}", {"publish": {"base_port": 16379}})
+    return build_plan(topology, load_generated(topology, certs_dir, "fix").certificates)
+
+
+def test_every_plan_item_is_a_resource(deployed: RecordingMocks, certs_dir: Path) -> None:
+    plan = _plan_for(certs_dir)
+    assert set(deployed.of_type(NETWORK)) == {n.name for n in plan.networks}
+    assert set(deployed.of_type(VOLUME)) == {v.name for v in plan.volumes}
+    containers = deployed.of_type(CONTAINER)
+    assert set(containers) == {plan.config_job.name, *(c.name for c in plan.containers)}
+    component = [r for r in deployed.resources if r.typ == "redis-infra:index:RedisSingle"]
+    assert len(component) == 1 and component[0].name == "t-dev"
+
+
+def test_container_inputs_match_the_plan_and_are_hardened(
+    deployed: RecordingMocks, certs_dir: Path
+) -> None:
+    spec = _plan_for(certs_dir).containers[0]
+    inputs = deployed.of_type(CONTAINER)[spec.name]
+    assert inputs["name"] == spec.name and inputs["image"] == spec.image
+    assert inputs["command"] == list(spec.command)
+    assert inputs["user"] == "999:999"
+    assert inputs["readOnly"] is True
+    assert inputs["capabilities"] == {"drops": ["ALL"], "adds": []}
+    assert inputs["securityOpts"] == ["no-new-privileges:true"]
+    assert inputs["memory"] == 384 and inputs["memorySwap"] == 384
+    assert inputs["ulimits"] == [{"name": "nproc", "soft": 256, "hard": 256}]
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["ports"] == [{"internal": 6379, "external": 16379, "ip": "127.0.0.1"}]
+    assert inputs["volumes"] == [
+        {"volumeName": "t-dev-redis-config", "containerPath": "/etc/redis-infra", "readOnly": True},
+        {"volumeName": "t-dev-redis-data", "containerPath": "/data", "readOnly": False},
+    ]
+    assert [n["name"] for n in inputs["networksAdvanced"]] == ["t-dev-net", "t-dev-publish"]
+    assert inputs["wait"] is True  # pulumi up waits for the TLS health check
+    assert "uploads" not in inputs  # read-only rootfs: never uploads (Docker refuses them)
+    labels = {entry["label"]: entry["value"] for entry in inputs["labels"]}
+    assert labels["redis-infra.name"] == "t-dev"
+    assert labels["redis-infra.config-job"] == "ok"  # created only after the job succeeded
+    networks = deployed.of_type(NETWORK)
+    assert networks["t-dev-net"]["internal"] is True
+
+
+def test_config_job_delivers_files_as_uploads(deployed: RecordingMocks, certs_dir: Path) -> None:
+    job = _plan_for(certs_dir).config_job
+    inputs = deployed.of_type(CONTAINER)[job.name]
+    assert inputs["mustRun"] is False and inputs["attach"] is True
+    assert inputs.get("readOnly") in (None, False)  # uploads need a writable root
+    assert inputs["networkMode"] == "none"
+    uploaded = {u["file"] for u in _plain(inputs["uploads"])}
+    assert uploaded == {u.path for u in job.uploads}
+
+
+def _plain(value: Any) -> Any:
+    """`value` with every secret wrapper removed."""
+    value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _leaks(value: Any, secrets: list[str], inside_secret: bool = False) -> list[str]:
+    """Places where a secret value appears outside a Pulumi secret wrapper."""
+    if rpc.is_rpc_secret(value):
+        return _leaks(value["value"], secrets, True)
+    if isinstance(value, dict):
+        return [leak for item in value.values() for leak in _leaks(item, secrets, inside_secret)]
+    if isinstance(value, list):
+        return [leak for item in value for leak in _leaks(item, secrets, inside_secret)]
+    if isinstance(value, str) and not inside_secret:
+        return [s[:12] for s in secrets if s in value]
+    return []
+
+
+def test_no_secret_in_plain_text(deployed: RecordingMocks, certs_dir: Path) -> None:
+    import hashlib
+
+    keys = [p.read_text() for p in certs_dir.glob("**/*.key")]
+    hashes = [hashlib.sha256(p.encode()).hexdigest() for p in PASSWORDS.values()]
+    secrets = [*PASSWORDS.values(), *hashes, *(k.strip().splitlines()[1] for k in keys)]
+    for resource in deployed.resources:
+        assert _leaks(resource.inputs, secrets) == [], resource.name
+    # ... and they are really there, wrapped: the ACL upload and the health check.
+    job = deployed.of_type(CONTAINER)["t-dev-config"]
+    acl = next(u for u in _plain(job["uploads"]) if u["file"].endswith("users.acl"))
+    assert hashes[0] in acl["content"]
+    health = deployed.of_type(CONTAINER)["t-dev-redis"]["healthcheck"]
+    assert PASSWORDS["healthPassword"] in json.dumps(_plain(health))
+
+
+def test_missing_secret_names_the_exact_command(certs_dir: Path) -> None:
+    ensure_certificates(load_topology("single", "t-dev"), certs_dir)
+    _configure(
+        "dev", "single", certs_dir, {k: v for k, v in PASSWORDS.items() if k != "adminPassword"}
+    )
+    with pytest.raises(ConfigError) as caught:
+        deploy(pulumi.Config("redis-infra"), "dev")
+    message = str(caught.value)
+    assert "pulumi config set --secret redis-infra:adminPassword" in message
+    assert "--stack dev" in message
+
+
+def test_missing_certificates_name_the_command(certs_dir: Path) -> None:
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    with pytest.raises(ConfigError, match="redis-infra certs --topology single --name t-dev"):
+        deploy(pulumi.Config("redis-infra"), "dev")
+
+
+def test_stack_must_pin_published_ports(certs_dir: Path) -> None:
+    _configure("dev", "single", certs_dir, PASSWORDS, overrides={})
+    with pytest.raises(ConfigError, match="base_port"):
+        load_stack_topology(pulumi.Config("redis-infra"), "dev")
+
+
+def test_weak_secret_stops_the_program_before_any_resource(certs_dir: Path) -> None:
+    ensure_certificates(
+        load_topology("single", "t-dev", {"publish": {"base_port": 16379}}), certs_dir
+    )
+    _configure("dev", "single", certs_dir, {**PASSWORDS, "appPassword": "changeme"})
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="redis-infra", stack="dev", preview=False)
+    with pytest.raises(ConfigError, match=r"appPassword: is 8 characters") as caught:
+        deploy(pulumi.Config("redis-infra"), "dev")
+    assert "pulumi config set --secret redis-infra:appPassword" in str(caught.value)
+    assert mocks.resources == []
+
+
+def test_a_failing_config_job_stops_the_deployment() -> None:
+    assert _check_job("x-config")([0, "fine"]) == "ok"
+    with pytest.raises(JobFailedError, match="exited 2"):
+        _check_job("x-config")([2, "cp: can't create"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "stack", "component"),
+    [
+        ("sentinel", "staging", "redis-infra:index:RedisSentinel"),
+        ("cluster", "prod", "redis-infra:index:RedisCluster"),
+    ],
+)
+def test_other_kinds_map_to_their_component(
+    certs_dir: Path, kind: str, stack: str, component: str
+) -> None:
+    topology = load_topology(kind, f"t-{stack}", {"publish": {"base_port": 16379}})
+    ensure_certificates(topology, certs_dir)
+    _configure(stack, kind, certs_dir, PASSWORDS)
+    mocks = RecordingMocks()
+    _run(mocks, stack)
+    plan = _plan_for(certs_dir, kind, stack)
+    assert [r.typ for r in mocks.resources].count(component) == 1
+    names = set(mocks.of_type(CONTAINER))
+    assert {c.name for c in plan.containers} <= names
+    assert {j.name for j in plan.bootstrap_jobs} <= names
+
+
+def test_secret_config_keys_are_camel_case() -> None:
+    assert secret_config_key("replication_password") == "replicationPassword"

@@ -1,0 +1,222 @@
+"""Rendering and planning: the hardening is decided here, so it is checked here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from infra.certs import CertificateSet
+from infra.layout import Role
+from infra.model import Topology
+from infra.plan import LABEL_NAME, LABEL_SPEC, JobKind, Plan, build_plan
+from infra.render import SECRET_MODE, render_topology
+from infra.secrets import referenced, resolve
+from tests.unit.conftest import TopologyFactory
+
+CertsFor = Callable[[Topology], CertificateSet]
+
+
+def _conf(text: str) -> dict[str, str]:
+    """Directive -> its arguments (last one wins, as in Redis)."""
+    result = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            result[key] = value
+    return result
+
+
+def _files(topology: Topology, certs: CertsFor, node: str) -> dict[str, str]:
+    return {f.path: f.content for f in render_topology(topology, certs(topology))[node]}
+
+
+def test_single_config_is_tls_only_and_hardened(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("single", "t")
+    conf = _conf(_files(topology, certificates_for, "t-redis")["redis.conf"])
+    assert conf["port"] == "0"  # no plaintext listener
+    assert conf["tls-port"] == "6379"
+    assert conf["tls-auth-clients"] == "yes"
+    assert conf["tls-protocols"] == '"TLSv1.2 TLSv1.3"'
+    assert conf["enable-protected-configs"] == "no"
+    assert conf["enable-debug-command"] == "no"
+    assert conf["enable-module-command"] == "no"
+    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "everysec"
+    assert conf["save"] == '"900 1 300 10 60 10000"'
+    assert conf["maxmemory"] == "256mb" and conf["maxmemory-policy"] == "noeviction"
+    assert conf["aclfile"] == "/etc/redis-infra/users.acl"
+    assert "rename-command" not in conf  # deprecated; ACLs do the job
+    assert "requirepass" not in conf
+    assert "tls-replication" not in conf and "cluster-enabled" not in conf
+
+
+def test_acl_disables_default_and_limits_every_role(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("single", "t")
+    acl = _files(topology, certificates_for, "t-redis")["users.acl"]
+    users = {line.split()[1]: line for line in acl.splitlines() if line.startswith("user ")}
+    assert set(users) == {"default", "app", "admin", "health", "replicator"}
+    assert " off " in users["default"] and "nocommands" in users["default"]
+    assert "-@admin" in users["app"] and "-@dangerous" in users["app"]
+    assert users["health"].endswith("-@all +ping")
+    assert users["replicator"].endswith("-@all +psync +replconf +ping")
+    # Passwords are stored as hashes of secrets, never in clear.
+    for name in ("app", "admin", "health", "replicator"):
+        assert re.search(r" #<<secret-sha256:\w+_password>> ", users[name]), users[name]
+    resolved = resolve(acl, {n: "x" * 20 + n for n in referenced([acl])})
+    assert "<<" not in resolved and re.search(r"#[0-9a-f]{64}", resolved)
+
+
+def test_secret_bearing_files_are_owner_read_only(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    for kind in ("single", "sentinel", "cluster"):
+        topology = make_topology(kind, "m")
+        for files in render_topology(topology, certificates_for(topology)).values():
+            for rendered in files:
+                if rendered.holds_secret:
+                    assert rendered.mode == SECRET_MODE, (kind, rendered.path)
+
+
+def test_sentinel_data_nodes_replicate_over_tls_with_credentials(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("sentinel", "s")
+    conf = _conf(_files(topology, certificates_for, "s-data-1")["redis.conf"])
+    assert conf["tls-replication"] == "yes"
+    assert conf["masteruser"] == "replicator"  # on every node: roles swap on failover
+    assert conf["masterauth"] == "<<secret:replication_password>>"
+    assert conf["min-replicas-to-write"] == "1"
+    sentinel = _files(topology, certificates_for, "s-sentinel-0")["sentinel.conf"]
+    assert "sentinel monitor mymaster s-data-0 6379 2" in sentinel
+    assert "sentinel deny-scripts-reconfig yes" in sentinel
+    assert "sentinel announce-hostnames yes" in sentinel
+
+
+def test_cluster_nodes_encrypt_the_bus_and_announce_names(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("cluster", "c")
+    conf = _conf(_files(topology, certificates_for, "c-node-0")["redis.conf"])
+    assert conf["cluster-enabled"] == "yes"
+    assert conf["tls-cluster"] == "yes" and conf["tls-replication"] == "yes"
+    assert conf["cluster-config-file"] == "/data/nodes.conf"  # on the node's volume
+    assert conf["cluster-announce-hostname"] == "c-node-0"
+
+
+def _plan(make_topology: TopologyFactory, certs: CertsFor, kind: str, **overrides: object) -> Plan:
+    topology = make_topology(kind, "p", **overrides)
+    return build_plan(topology, certs(topology))
+
+
+def test_every_container_is_hardened(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    for kind in ("single", "sentinel", "cluster"):
+        plan = _plan(make_topology, certificates_for, kind)
+        for spec in plan.containers:
+            assert spec.user == "999:999"
+            assert spec.read_only
+            assert spec.cap_drop == ("ALL",) and spec.cap_add == ()
+            assert "no-new-privileges:true" in spec.security_opt
+            assert spec.memory_bytes == 384 * 1024**2 and spec.pids_limit == 256
+            assert spec.restart == "unless-stopped"
+            assert all(port.host_ip == "127.0.0.1" for port in spec.ports)
+            assert spec.labels[LABEL_NAME] == "p" and spec.labels[LABEL_SPEC]
+            mounts = {m.target: m.read_only for m in spec.mounts}
+            assert mounts == {"/etc/redis-infra": True, "/data": False}
+            test = spec.healthcheck.test
+            assert test[:3] == ("CMD", "redis-cli", "--tls")
+            assert test[test.index("--user") + 1] == "health"
+            assert test[-1] == "ping"
+
+
+def test_networks_are_internal_and_publishing_is_isolated(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for, "single")
+    internal, publish = plan.networks
+    assert internal.internal and internal.name == "p-net"
+    assert not publish.internal
+    assert publish.options["com.docker.network.bridge.enable_icc"] == "false"
+    assert publish.options["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+    unpublished = _plan(make_topology, certificates_for, "single", publish={"enabled": False})
+    assert [n.name for n in unpublished.networks] == ["p-net"]
+    assert all(spec.ports == () for spec in unpublished.containers)
+
+
+def test_config_job_installs_files_without_network_or_extra_privilege(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for, "single")
+    job = plan.config_job
+    assert job.kind is JobKind.CONFIG and job.network is None
+    assert job.cap_drop == ("ALL",) and set(job.cap_add) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert {u.path for u in job.uploads} == {
+        "/stage/p-redis/redis.conf",
+        "/stage/p-redis/users.acl",
+        "/stage/p-redis/tls/ca.crt",
+        "/stage/p-redis/tls/server.crt",
+        "/stage/p-redis/tls/server.key",
+    }
+    script = job.command[2]
+    assert "chmod 0400 /volumes/p-redis/config/tls/server.key" in script
+    assert "chown 999:999 /volumes/p-redis/config/users.acl" in script
+    assert script.rstrip().endswith("echo config job: files installed")
+    assert "rm -rf /stage" in script  # staged secrets do not outlive the job
+
+
+def test_sentinel_plan_keeps_sentinel_state_across_reruns(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for, "sentinel")
+    sentinels = [s for s in plan.containers if s.node.role is Role.SENTINEL]
+    assert len(sentinels) == 3 and sentinels[0].command == ("redis-sentinel", "/data/sentinel.conf")
+    script = plan.config_job.command[2]
+    assert "[ -e /volumes/p-sentinel-0/data/sentinel.conf ] ||" in script
+    assert plan.outputs.service_name == "mymaster"
+
+
+def test_cluster_plan_forms_the_cluster_with_a_job(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for, "cluster")
+    (job,) = plan.bootstrap_jobs
+    assert job.kind is JobKind.CLUSTER_CREATE and job.network == "p-net"
+    assert "--cluster create p-node-0:6379" in job.command[2]
+    assert "--cluster-replicas 1" in job.command[2]
+    assert "cluster_slots_assigned:16384" in job.command[2]  # idempotent on a formed cluster
+    shards = {spec.node.shard for spec in plan.containers}
+    assert shards == {0, 1, 2}
+
+
+def test_plan_needs_secrets_only_by_reference(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for, "single")
+    assert plan.secret_names == [
+        "admin_password",
+        "app_password",
+        "health_password",
+        "replication_password",
+        "tls_key:p-redis",
+    ]
+    assert not any("PRIVATE KEY" in u.content for u in plan.config_job.uploads)
+
+
+def test_spec_hash_changes_with_what_decides_the_container(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    base = _plan(make_topology, certificates_for, "single").containers[0]
+    same = _plan(make_topology, certificates_for, "single").containers[0]
+    bigger = _plan(
+        make_topology,
+        certificates_for,
+        "single",
+        memory={"maxmemory": "300mb", "container_limit": "512mb"},
+    ).containers[0]
+    assert base.labels[LABEL_SPEC] == same.labels[LABEL_SPEC]
+    assert base.labels[LABEL_SPEC] != bigger.labels[LABEL_SPEC]
