@@ -171,6 +171,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if not failed else EXIT_FAILED
 
 
+def cmd_measure_up(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.measure import measure_bring_up
+    from infra.topology import deep_merge, parse_set_flags
+
+    overrides = parse_set_flags(args.overrides)
+    if args.image:
+        overrides = deep_merge(overrides, {"image": args.image})
+    report = measure_bring_up(docker_client(), args.topology, args.runs, overrides)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"{args.topology}: bring-up median {report['median_seconds_total']:.2f} s total, "
+        f"{report['median_seconds_start_to_ready']:.2f} s container start -> TLS PING, "
+        f"down {report['median_seconds_down']:.2f} s ({args.runs} runs)"
+    )
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from infra.certs import ensure_certificates
     from infra.plan import build_plan
@@ -262,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", "-n", required=True)
     p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
     p.set_defaults(handler=cmd_verify)
+
+    p = commands.add_parser("measure-up", help="time bring-up from scratch, N runs (median)")
+    p.add_argument("--topology", "-t", required=True)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--image")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, help="write the figures as JSON")
+    p.set_defaults(handler=cmd_measure_up)
 
     p = commands.add_parser("render", help="write every rendered file for inspection")
     _add_topology_options(p, name_required=False)

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import docker
 
-from infra.backends.local import LABEL_STATE_DIR, Created, Inventory, LocalBackend
+from infra.backends.local import (
+    LABEL_CONNECTION_FILE,
+    LABEL_STATE_DIR,
+    Created,
+    Inventory,
+    LocalBackend,
+)
 from infra.certs import tls_bundle
 from infra.connection import ConnectionInfo, TlsPaths, build_connection_info
 from infra.errors import ConfigError, DeploymentError
@@ -138,7 +144,7 @@ def up(
                 f"(or delete {prepared.state.path / 'ports.json'} to pick new ports)",
             )
     created = Created()
-    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
+    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path), LABEL_CONNECTION_FILE: str(out)}
     try:
         backend.create(
             prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
@@ -208,11 +214,14 @@ def down(name: str, client: docker.DockerClient, *, keep_data: bool) -> DownResu
     backend = LocalBackend(client)
     before = backend.inventory(name)
     recorded = before.state_dir()
+    connection_file = before.connection_file()
     removed = backend.remove(name, keep_data=keep_data)
     after = backend.inventory(name)
     state_dir = Path(recorded) if recorded else default_state_dir(name)
     if not keep_data:
         # The passwords and certificates of a deleted deployment protect nothing.
+        if connection_file:
+            Path(connection_file).unlink(missing_ok=True)
         StateDir(state_dir).remove()
     return DownResult(name, removed, after.volumes, state_dir)
 
@@ -251,7 +260,10 @@ def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
 
 
 def connection_file_for(name: str, client: docker.DockerClient) -> Path:
-    """Where `up` wrote deployment `name`'s connection file (by default)."""
-    recorded = LocalBackend(client).inventory(name).state_dir()
-    directory = Path(recorded) if recorded else default_state_dir(name)
+    """Where `up` wrote deployment `name`'s connection file."""
+    inventory = LocalBackend(client).inventory(name)
+    recorded = inventory.connection_file()
+    if recorded:
+        return Path(recorded)
+    directory = Path(inventory.state_dir() or default_state_dir(name))
     return StateDir(directory).connection_file

@@ -56,8 +56,14 @@ def verify_node(info: ConnectionInfo, node: NodeAddress) -> list[Check]:
         return "app user refused FLUSHALL, CONFIG, KEYS"
 
     def anonymous_refused() -> str:
-        anonymous = redis.Redis(host=host, port=port, protocol=2, retry=no_retry(),
-                                socket_timeout=5, **tls_options(info))  # fmt: skip
+        anonymous = redis.Redis(
+            host=host,
+            port=port,
+            protocol=2,
+            retry=no_retry(),
+            socket_timeout=5,
+            **tls_options(info),
+        )
         try:
             anonymous.ping()
         except redis.AuthenticationError:

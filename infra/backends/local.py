@@ -39,6 +39,7 @@ from infra.plan import (
 from infra.secrets import resolve
 
 LABEL_STATE_DIR = "redis-infra.state-dir"
+LABEL_CONNECTION_FILE = "redis-infra.connection-file"
 NANOSECONDS = 1_000_000_000
 
 
@@ -54,12 +55,18 @@ class Inventory:
     def empty(self) -> bool:
         return not (self.containers or self.networks or self.volumes)
 
-    def state_dir(self) -> str | None:
+    def _label(self, key: str) -> str | None:
         for container in self.containers.values():
-            value = container.labels.get(LABEL_STATE_DIR)
+            value = container.labels.get(key)
             if value:
                 return str(value)
         return None
+
+    def state_dir(self) -> str | None:
+        return self._label(LABEL_STATE_DIR)
+
+    def connection_file(self) -> str | None:
+        return self._label(LABEL_CONNECTION_FILE)
 
 
 @dataclass(frozen=True)

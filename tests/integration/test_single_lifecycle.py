@@ -148,6 +148,11 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
         )
         rows = json.loads(status.stdout)
         assert [(r["container"], r["state"]) for r in rows] == [(f"{name}-redis", "running")]
+        verified = subprocess.run(
+            [*cli, "verify", "--name", name], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "all 5 checks passed" in verified.stdout
         again = subprocess.run(
             [
                 *cli,
@@ -175,3 +180,15 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
         gone.returncode == 0 and "removed 1 container(s), 2 network(s), 2 volume(s)" in gone.stdout
     )
     assert _labelled(engine, name) == []
+
+
+def test_verify_notices_a_weakened_deployment(deploy: DeployFactory) -> None:
+    from infra.verify import verify
+
+    deployment = deploy("single", "weak")
+    assert all(check.passed for check in verify(deployment.info))
+    admin = node_client(deployment.info, deployment.info.data_nodes()[0], role="admin")
+    admin.acl_setuser("app", enabled=True, commands=["+flushall"])  # someone loosened the ACL
+    failed = [check for check in verify(deployment.info) if not check.passed]
+    assert [check.name for check in failed] == [f"{deployment.name}-redis: least privilege"]
+    assert "FLUSHALL" in failed[0].detail
