@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from infra.connection import ConnectionInfo
 from infra.errors import ConfigError, RedisInfraError
 from infra.model import Topology
@@ -93,10 +95,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  connection file: {result.connection_file} (mode 0600: holds passwords)")
     timing = f"  bring-up: {result.seconds_total:.2f} s total"
     if result.seconds_start_to_ready is not None:
-        timing += (
-            f", {result.seconds_start_to_ready:.2f} s from container start "
-            "to authenticated TLS PING"
-        )
+        ready = {
+            "single": "authenticated TLS PING",
+            "sentinel": "TLS PING on every node, group converged",
+            "cluster": "cluster formed, all slots served, every replica linked",
+        }[info.topology]
+        timing += f", {result.seconds_start_to_ready:.2f} s from container start to ready ({ready})"
     print(timing)
     first = info.data_nodes()[0]
     if first.host:
@@ -143,9 +147,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no deployment named '{args.name}' on this Docker engine")
         return EXIT_FAILED
-    print(f"{'container':<28} {'role':<9} {'state':<10} {'health':<10} published")
+    print(
+        f"{'container':<28} {'deployed as':<12} {'role now':<12} {'state':<10} "
+        f"{'health':<10} published"
+    )
     for row in rows:
-        print(f"{row.container:<28} {row.role:<9} {row.state:<10} {row.health:<10} {row.published}")
+        print(
+            f"{row.container:<28} {row.role:<12} {row.live_role:<12} {row.state:<10} "
+            f"{row.health:<10} {row.published}"
+        )
     return EXIT_OK
 
 
@@ -190,6 +200,69 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.drills.run import run_drill, summarize
+
+    info = _connection(args)
+    engine = docker_client()
+    reports = []
+    for run in range(1, args.runs + 1):
+        report = run_drill(info, engine, args.scenario).to_json()
+        reports.append(report)
+        writes = report["writes"] or {}
+        print(
+            f"{args.scenario} on '{info.name}' (run {run}/{args.runs}): "
+            f"failover={'yes' if report['failover'] else 'no'} "
+            f"({report['old_master']} -> {report['new_master']}), "
+            f"time to new master {report['time_to_new_master_s']} s, "
+            f"write outage {writes.get('write_outage_s')} s, "
+            f"acknowledged writes lost {writes.get('acknowledged_lost')} "
+            f"of {writes.get('acknowledged')}, indeterminate {writes.get('indeterminate')}, "
+            f"converged={report['converged']}"
+        )
+        for key, value in report["details"].items():
+            print(f"  {key}: {value}")
+        for note in report["notes"]:
+            print(f"  note: {note}")
+    summary = summarize(reports)
+    if args.runs > 1:
+        print("medians: " + ", ".join(f"{key} {value}" for key, value in summary["median"].items()))
+    if args.json:
+        data = reports[0] if args.runs == 1 else {"summary": summary, "runs": reports}
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    return EXIT_OK if all(report["converged"] for report in reports) else EXIT_FAILED
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.scale import scale_cluster
+
+    result = scale_cluster(args.name, args.masters, docker_client())
+    print(
+        f"cluster '{args.name}' scaled from {result.masters_before} to {result.masters_after} "
+        f"masters in {result.seconds:.1f} s (adding shards and moving slots: "
+        f"{result.seconds_rebalance:.1f} s); new nodes: {', '.join(result.new_nodes)}"
+    )
+    print(f"  later `up` runs need --set cluster.masters={result.masters_after}")
+    return EXIT_OK
+
+
+def cmd_measure_scale(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.measure import measure_scale_out
+
+    report = measure_scale_out(docker_client(), args.name, args.masters, args.keys)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"scaled '{args.name}' {report['masters_before']} -> {report['masters_after']} masters "
+        f"holding {report['keys']} keys in {report['seconds_scale_total']:.1f} s; "
+        f"missing afterwards: {report['keys_missing_after']}"
+    )
+    return EXIT_OK if report["keys_missing_after"] == 0 else EXIT_FAILED
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from infra.certs import ensure_certificates
     from infra.plan import build_plan
@@ -201,7 +274,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from infra.certs import load_brought_files
 
     certificates = (bundle or load_brought_files(topology)).certificates
-    plan = build_plan(topology, certificates)
+    # `up` picks a free subnet when the topology names none; show a stand-in here.
+    example_subnet = None if topology.subnet else "10.213.0.0/24"
+    plan = build_plan(topology, certificates, example_subnet)
     for spec in plan.containers:
         for rendered in spec.files:
             target = out / spec.name / rendered.path
@@ -282,6 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
     p.set_defaults(handler=cmd_verify)
 
+    p = commands.add_parser("drill", help="inject a fault under writes and measure what happens")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument(
+        "--scenario",
+        "-s",
+        required=True,
+        help="sentinel: kill-master, pause-master, partition-master, kill-sentinels, "
+        "restart-master; cluster: kill-master, pause-master, partition-master, "
+        "restart-node, restart-all",
+    )
+    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    p.add_argument("--runs", type=int, default=1, help="repeat the drill; medians are reported")
+    p.add_argument("--json", type=Path, help="write the report (or all runs and medians) as JSON")
+    p.set_defaults(handler=cmd_drill)
+
+    p = commands.add_parser("scale", help="add shards to a cluster and rebalance its slots")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--masters", type=int, required=True, help="the number of masters to reach")
+    p.set_defaults(handler=cmd_scale)
+
     p = commands.add_parser("measure-up", help="time bring-up from scratch, N runs (median)")
     p.add_argument("--topology", "-t", required=True)
     p.add_argument("--runs", type=int, default=5)
@@ -289,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     p.set_defaults(handler=cmd_measure_up)
+
+    p = commands.add_parser("measure-scale", help="fill a cluster with keys, scale it, check them")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--masters", type=int, required=True)
+    p.add_argument("--keys", type=int, default=100_000)
+    p.add_argument("--json", type=Path, help="write the figures as JSON")
+    p.set_defaults(handler=cmd_measure_scale)
 
     p = commands.add_parser("render", help="write every rendered file for inspection")
     _add_topology_options(p, name_required=False)
@@ -325,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DIFFERS
     except RedisInfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except docker.errors.DockerException as exc:
+        print(f"error: the Docker engine refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

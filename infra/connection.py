@@ -34,6 +34,7 @@ class NodeAddress:
     port: int | None
     internal: str  # "host:port" inside the deployment's network
     shard: int | None = None
+    address: str | None = None  # fixed IP inside the network, as Sentinel/Cluster announce it
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,20 @@ class ConnectionInfo:
         return [node for node in self.nodes if node.role == "sentinel"]
 
     def node(self, name: str) -> NodeAddress:
+        """A node by name, container name or internal address."""
         for node in self.nodes:
-            if node.name == name or node.container == name:
+            if name in (node.name, node.container, node.address):
                 return node
         raise KeyError(f"no node named {name} in deployment {self.name}")
+
+    def node_name(self, host: str | None) -> str | None:
+        """The node an announced host (name or address) stands for, None if unknown."""
+        if host is None:
+            return None
+        try:
+            return self.node(host).name
+        except KeyError:
+            return None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -74,6 +85,7 @@ class ConnectionInfo:
                     "port": n.port,
                     "internal": n.internal,
                     **({"shard": n.shard} if n.shard is not None else {}),
+                    **({"address": n.address} if n.address is not None else {}),
                 }
                 for n in self.nodes
             ],
@@ -124,6 +136,7 @@ def build_connection_info(
                 port=host_ports.get(endpoint.name) if published is not None else None,
                 internal=f"{endpoint.internal_host}:{endpoint.internal_port}",
                 shard=endpoint.shard,
+                address=endpoint.address,
             )
         )
     return ConnectionInfo(

@@ -9,7 +9,9 @@ exactly what it created.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import docker
@@ -19,15 +21,23 @@ from infra.backends.local import (
     LABEL_STATE_DIR,
     Created,
     Inventory,
+    JobResult,
     LocalBackend,
 )
 from infra.certs import tls_bundle
-from infra.connection import ConnectionInfo, TlsPaths, build_connection_info
+from infra.connection import (
+    ConnectionInfo,
+    TlsPaths,
+    build_connection_info,
+    read_connection_file,
+)
 from infra.errors import ConfigError, DeploymentError
 from infra.image import ensure_image_available
+from infra.layout import nodes
 from infra.model import Topology
-from infra.plan import LABEL_ROLE, Plan, build_plan
-from infra.readiness import wait_for_ping
+from infra.observe import node_role
+from infra.plan import LABEL_ROLE, JobSpec, Plan, build_plan, needs_fixed_addresses
+from infra.readiness import wait_for_ping, wait_topology_ready
 from infra.secrets import CLIENT_KEY_REF
 from infra.state import StateDir, default_state_dir, port_in_use
 
@@ -71,12 +81,21 @@ class Prepared:
     info: ConnectionInfo
 
 
-def prepare(topology: Topology, connection_file: Path | None, inventory: Inventory) -> Prepared:
-    """Secrets, certificates, plan, ports and connection info for `topology` (no engine calls)."""
+def prepare(
+    topology: Topology,
+    connection_file: Path | None,
+    inventory: Inventory,
+    used_subnets: Callable[[], list[IPv4Network]],
+) -> Prepared:
+    """Secrets, certificates, subnet, plan, ports and connection info for `topology`."""
+    single_engine_only(topology)
     state_dir = _state_dir_for(topology.name, connection_file, inventory)
     state = StateDir(state_dir)
     bundle = tls_bundle(topology, state.tls_dir)
-    plan = build_plan(topology, bundle.certificates)
+    subnet = None
+    if needs_fixed_addresses(topology) and topology.subnet is None:
+        subnet = state.subnet(used_subnets())
+    plan = build_plan(topology, bundle.certificates, subnet)
     password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
     # App and admin credentials go into the connection file even if no file refers to them.
     wanted = sorted({*password_names, "app_password", "admin_password"})
@@ -96,6 +115,19 @@ def prepare(topology: Topology, connection_file: Path | None, inventory: Invento
     info = build_connection_info(plan.outputs, tls, secrets, host_ports)
     assert CLIENT_KEY_REF.name in secrets
     return Prepared(topology, state, plan, secrets, host_ports, info)
+
+
+def single_engine_only(topology: Topology) -> None:
+    """Placement over several Docker hosts is recorded in the plan, not deployed yet."""
+    domains = sorted({node.domain for node in nodes(topology) if node.domain})
+    if len(domains) > 1:
+        raise ConfigError.single(
+            topology.source,
+            "cluster.failure_domains",
+            f"{domains}: this backend deploys to one Docker engine, so every node would "
+            "share one failure domain whatever the plan says",
+            "use failure_domains: [local] (one host); multi-host placement is not built yet",
+        )
 
 
 def _state_dir_for(name: str, connection_file: Path | None, inventory: Inventory) -> Path:
@@ -124,7 +156,7 @@ def up(
     started = time.monotonic()
     backend = LocalBackend(client)
     inventory = backend.inventory(topology.name)
-    prepared = prepare(topology, connection_file, inventory)
+    prepared = prepare(topology, connection_file, inventory, backend.used_subnets)
     ensure_image_available(client, topology.image)
     out = (
         connection_file.expanduser().resolve()
@@ -141,7 +173,7 @@ def up(
                 f"{spec.name} host port",
                 f"{topology.publish.host_ip}:{port} is already in use by another program",
                 "free the port, or set publish.base_port to a free range "
-                f"(or delete {prepared.state.path / 'ports.json'} to pick new ports)",
+                f"(or delete {prepared.state.path / 'allocations.json'} to pick new ports)",
             )
     created = Created()
     extra_labels = {LABEL_STATE_DIR: str(prepared.state.path), LABEL_CONNECTION_FILE: str(out)}
@@ -156,6 +188,7 @@ def up(
         backend.rollback(created)
         raise
     prepared.info.write(out)
+    prepared.state.save_settings(topology.settings)
     notes = []
     if inventory.volumes:
         notes.append(f"reused {len(inventory.volumes)} kept volume(s): data from before is back")
@@ -165,13 +198,29 @@ def up(
 def _wait_ready(
     backend: LocalBackend, prepared: Prepared, timeout_s: float, *, fresh: bool = True
 ) -> None:
+    """Every node answers, the bootstrap jobs (cluster create) ran, the topology is whole."""
+    deadline = time.monotonic() + timeout_s
     names = [spec.name for spec in prepared.plan.containers]
-    if any(node.host is not None for node in prepared.info.nodes):
-        # Fresh containers must not stop or restart while starting: fail at once if they do.
-        alive = (lambda: backend.check_running(names)) if fresh else None
-        wait_for_ping(prepared.info, timeout_s, alive=alive)
+    info = prepared.info
+    # Fresh containers must not stop or restart while starting: fail at once if they do.
+    alive = (lambda: backend.check_running(names)) if fresh else None
+    published = any(node.host is not None for node in info.nodes)
+    if published:
+        wait_for_ping(info, timeout_s, alive=alive)
     else:  # nothing published: Docker's health check (an authenticated TLS PING) decides
         backend.wait_healthy(names, timeout_s)
+    if fresh:
+        for job in prepared.plan.bootstrap_jobs:
+            run_job_or_fail(backend, job, prepared.secrets)
+    if published:
+        wait_topology_ready(info, max(deadline - time.monotonic(), 10.0), alive)
+
+
+def run_job_or_fail(backend: LocalBackend, job: JobSpec, secrets: dict[str, str]) -> JobResult:
+    result = backend.run_job(job, secrets)
+    if result.exit_code != 0:
+        raise DeploymentError(f"job {job.name} exited {result.exit_code}:\n{result.logs.strip()}")
+    return result
 
 
 def _confirm_existing(
@@ -229,15 +278,26 @@ def down(name: str, client: docker.DockerClient, *, keep_data: bool) -> DownResu
 @dataclass(frozen=True)
 class NodeStatus:
     container: str
-    role: str  # role label at deployment; the live role can differ after a failover
+    role: str  # role at deployment; the live role can differ after a failover
     state: str
     health: str
     published: str
+    live_role: str = "-"  # what the node says now (INFO replication), if reachable
 
 
 def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
     """Docker's view of every container of deployment `name`."""
     inventory = LocalBackend(client).inventory(name)
+    live: dict[str, str] = {}
+    connection_file = inventory.connection_file()
+    if connection_file and Path(connection_file).exists():
+        info = read_connection_file(Path(connection_file))
+        for node in info.data_nodes():
+            if node.host is not None:
+                role = node_role(info, node.name)
+                live[node.container] = (
+                    ("replica" if role.role == "slave" else role.role) if role else "unreachable"
+                )
     rows = []
     for container_name, container in sorted(inventory.containers.items()):
         state = container.attrs.get("State", {})
@@ -254,6 +314,7 @@ def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
                 state=state.get("Status", "?"),
                 health=state.get("Health", {}).get("Status", "-"),
                 published=published or "-",
+                live_role=live.get(container_name, "-"),
             )
         )
     return rows

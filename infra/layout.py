@@ -53,6 +53,7 @@ def nodes(topology: Topology) -> list[Node]:
     assert cluster is not None
     result: list[Node] = []
     domains = cluster.failure_domains
+    placement = dict(cluster.placement)
     per_shard = cluster.replicas_per_master + 1
     for shard in range(cluster.masters):
         for member in range(per_shard):
@@ -66,7 +67,7 @@ def nodes(topology: Topology) -> list[Node]:
                     shard=shard,
                     # Spread a shard's members over the domains so a master and its
                     # replica never share one when there is more than one domain.
-                    domain=domains[(shard + member) % len(domains)],
+                    domain=placement.get(f"node-{index}", domains[(shard + member) % len(domains)]),
                 )
             )
     return result

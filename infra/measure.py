@@ -53,3 +53,48 @@ def measure_bring_up(
         "median_seconds_down": statistics.median(r.seconds_down for r in results),
         "each": [asdict(r) for r in results],
     }
+
+
+def measure_scale_out(
+    client: docker.DockerClient, name: str, masters: int, keys: int
+) -> dict[str, Any]:
+    """Write `keys` keys over every slot, scale the cluster, read them all back."""
+    from infra.client import cluster_client
+    from infra.connection import read_connection_file
+    from infra.deploy import connection_file_for
+    from infra.scale import scale_cluster
+
+    info = read_connection_file(connection_file_for(name, client))
+    writer = cluster_client(info)
+    prefix = f"scale-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    for start in range(0, keys, 2000):
+        pipe = writer.pipeline()
+        for i in range(start, min(start + 2000, keys)):
+            pipe.set(f"{prefix}:{i}", i)
+        pipe.execute()
+    seconds_write = time.monotonic() - started
+    writer.close()
+    result = scale_cluster(name, masters, client)
+    reader = cluster_client(result.info)
+    missing = 0
+    for start in range(0, keys, 2000):
+        pipe = reader.pipeline()
+        numbers = range(start, min(start + 2000, keys))
+        for i in numbers:
+            pipe.get(f"{prefix}:{i}")
+        missing += sum(
+            1 for i, value in zip(numbers, pipe.execute(), strict=True) if value != str(i).encode()
+        )
+    reader.close()
+    return {
+        "deployment": name,
+        "masters_before": result.masters_before,
+        "masters_after": result.masters_after,
+        "keys": keys,
+        "keys_missing_after": missing,
+        "seconds_writing_keys": round(seconds_write, 3),
+        "seconds_scale_total": round(result.seconds, 3),
+        "seconds_join_and_rebalance": round(result.seconds_rebalance, 3),
+        "new_nodes": result.new_nodes,
+    }

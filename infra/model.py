@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -139,6 +140,7 @@ class ClusterSettings:
     allow_reads_when_down: bool
     migration_barrier: int
     failure_domains: tuple[str, ...]
+    placement: tuple[tuple[str, str], ...] = ()  # ("node-3", "host-b"): explicit domains
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Topology:
     uid: int
     port: int
     internal_network: bool
+    subnet: str | None  # IPv4 subnet of the internal network; None: chosen at deployment
     persistence: Persistence
     memory: Memory
     limits: Limits
@@ -160,3 +163,5 @@ class Topology:
     sentinel: SentinelSettings | None = None
     cluster: ClusterSettings | None = None
     source: str = field(default="<memory>", compare=False)
+    # The merged settings it was built from, so a later command (scale) can rebuild it.
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

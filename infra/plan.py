@@ -17,15 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from infra.certs import CertificateSet
+from infra.cluster_jobs import (
+    ADMIN_PASSWORD,
+    ADMIN_PASSWORD_FILE,
+    Shard,
+    create_script,
+    scale_script,
+)
 from infra.layout import Node, Role, nodes
 from infra.model import Kind, Topology
-from infra.render import CONF_DIR, DATA_DIR, RenderedFile, render_topology
+from infra.render import CONF_DIR, DATA_DIR, Install, RenderedFile, render_topology
 from infra.secrets import password_ref, referenced
 
 LABEL_NAME = "redis-infra.name"  # every resource of a deployment carries it
@@ -37,6 +45,7 @@ LABEL_SUMMARY = "redis-infra.summary"  # JSON of ContainerSpec.summary(), to exp
 LABEL_CONFIG = "redis-infra.config-hash"  # hash of the node's rendered files, secrets excluded
 LABEL_VOLUME = "redis-infra.volume"  # "data" or "config"
 
+FIRST_NODE_HOST = 10  # .1 is the gateway; .2-.9 stay free
 STAGE_DIR = "/stage"
 JOB_VOLUME_ROOT = "/volumes"
 
@@ -44,6 +53,7 @@ JOB_VOLUME_ROOT = "/volumes"
 class JobKind(StrEnum):
     CONFIG = "config"
     CLUSTER_CREATE = "cluster-create"
+    CLUSTER_SCALE = "cluster-scale"
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,35 @@ class NetworkSpec:
     name: str
     internal: bool
     labels: dict[str, str]
-    # Only for the publish network: no traffic between containers on it and no
-    # masquerading, so it carries published ports and nothing else.
+    # Bridge driver options (the publish network turns masquerading off).
     options: dict[str, str] = field(default_factory=dict)
+    addressing: Addressing | None = None  # fixed node addresses (internal network)
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """A subnet whose lower half holds the nodes' fixed addresses, upper half Docker's."""
+
+    subnet: str
+    gateway: str
+    dynamic_range: str  # where Docker places containers without a fixed address (jobs)
+    addresses: dict[str, str]  # node name -> IPv4 address
+
+    @classmethod
+    def for_nodes(cls, subnet: str, names: list[str]) -> Addressing:
+        network = ipaddress.IPv4Network(subnet)
+        lower, upper = network.subnets(prefixlen_diff=1)
+        first = FIRST_NODE_HOST
+        if first + len(names) >= lower.num_addresses:
+            raise ValueError(f"subnet {subnet} is too small for {len(names)} nodes")
+        return cls(
+            subnet=str(network),
+            gateway=str(network.network_address + 1),
+            dynamic_range=str(upper),
+            addresses={
+                name: str(network.network_address + first + i) for i, name in enumerate(names)
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +117,7 @@ class PortSpec:
 class NetworkAttachment:
     network: str
     aliases: tuple[str, ...]
+    ipv4_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +226,7 @@ class NodeEndpoint:
     internal_port: int
     published: PortSpec | None
     shard: int | None
+    address: str | None = None  # fixed IP on the internal network (Sentinel, Cluster)
 
 
 @dataclass(frozen=True)
@@ -223,6 +261,7 @@ class Plan:
             texts.extend(container.healthcheck.test)
         for job in self.bootstrap_jobs:
             texts.extend(job.command)
+            texts.extend(upload.content for upload in job.uploads)
         return sorted(referenced(texts))
 
     def container(self, name: str) -> ContainerSpec:
@@ -249,13 +288,34 @@ def base_labels(topology: Topology) -> dict[str, str]:
     return {LABEL_NAME: topology.name, LABEL_KIND: topology.kind.value}
 
 
-def build_plan(topology: Topology, certificates: CertificateSet) -> Plan:
-    """The complete plan for `topology` with the given public certificates."""
+def needs_fixed_addresses(topology: Topology) -> bool:
+    """Replicated kinds keep talking to nodes that are down; single needs none."""
+    return topology.kind is not Kind.SINGLE or topology.subnet is not None
+
+
+def build_plan(topology: Topology, certificates: CertificateSet, subnet: str | None = None) -> Plan:
+    """The complete plan for `topology` with the given public certificates.
+
+    `subnet` is the backend's choice when the topology names none (see
+    `needs_fixed_addresses`); the topology's own subnet always wins.
+    """
     labels = base_labels(topology)
-    networks = [NetworkSpec(network_name(topology), topology.internal_network, labels)]
+    chosen = topology.subnet or subnet
+    addressing = None
+    if needs_fixed_addresses(topology):
+        if chosen is None:
+            raise ValueError(f"{topology.kind.value} topology {topology.name} needs a subnet")
+        addressing = Addressing.for_nodes(chosen, [node.name for node in nodes(topology)])
+    networks = [
+        NetworkSpec(
+            network_name(topology), topology.internal_network, labels, addressing=addressing
+        )
+    ]
     if topology.publish.enabled and topology.internal_network:
         # Docker publishes no port of a container that is only on internal networks;
-        # a second, isolated bridge carries the published ports.
+        # a second bridge, holding only this deployment's containers, carries them.
+        # No masquerading (no route out) and no traffic between its containers: nodes
+        # talk to each other by fixed address on the internal network only.
         networks.append(
             NetworkSpec(
                 publish_network_name(topology),
@@ -267,7 +327,7 @@ def build_plan(topology: Topology, certificates: CertificateSet) -> Plan:
                 },
             )
         )
-    files = render_topology(topology, certificates)
+    files = render_topology(topology, certificates, addressing.addresses if addressing else {})
     volumes: list[VolumeSpec] = []
     containers: list[ContainerSpec] = []
     for node in nodes(topology):
@@ -276,10 +336,12 @@ def build_plan(topology: Topology, certificates: CertificateSet) -> Plan:
             ("data", data_volume(topology, node)),
         ):
             volumes.append(VolumeSpec(volume, {**labels, LABEL_VOLUME: purpose}, purpose))
-        containers.append(_container(topology, node, files[node.name], networks))
+        containers.append(_container(topology, node, files[node.name], networks, addressing))
     config_job = _config_job(topology, containers)
     bootstrap = (
-        (_cluster_create_job(topology, containers),) if topology.kind is Kind.CLUSTER else ()
+        (_cluster_create_job(topology, containers, addressing),)
+        if topology.kind is Kind.CLUSTER
+        else ()
     )
     return Plan(
         name=topology.name,
@@ -290,7 +352,7 @@ def build_plan(topology: Topology, certificates: CertificateSet) -> Plan:
         config_job=config_job,
         containers=tuple(containers),
         bootstrap_jobs=bootstrap,
-        outputs=_outputs(topology, containers),
+        outputs=_outputs(topology, containers, addressing),
     )
 
 
@@ -337,15 +399,19 @@ def _healthcheck(topology: Topology, node: Node) -> HealthcheckSpec:
 
 
 def _container(
-    topology: Topology, node: Node, files: list[RenderedFile], networks: list[NetworkSpec]
+    topology: Topology,
+    node: Node,
+    files: list[RenderedFile],
+    networks: list[NetworkSpec],
+    addressing: Addressing | None,
 ) -> ContainerSpec:
     labels = {**base_labels(topology), LABEL_ROLE: node.role.value, LABEL_NODE: node.name}
     labels[LABEL_CONFIG] = _digest([asdict(f) for f in files])
-    if node.role is Role.SENTINEL:
-        command: tuple[str, ...] = ("redis-sentinel", f"{DATA_DIR}/sentinel.conf")
-    else:
-        command = ("redis-server", f"{CONF_DIR}/redis.conf")
-    attachments = [NetworkAttachment(networks[0].name, (node.name,))]
+    main = next(f for f in files if f.path in ("redis.conf", "sentinel.conf"))
+    program = "redis-sentinel" if node.role is Role.SENTINEL else "redis-server"
+    command: tuple[str, ...] = (program, main.container_path)
+    address = addressing.addresses[node.name] if addressing else None
+    attachments = [NetworkAttachment(networks[0].name, (node.name,), address)]
     attachments += [NetworkAttachment(n.name, ()) for n in networks[1:]]
     ports: tuple[PortSpec, ...] = ()
     if topology.publish.enabled:
@@ -390,44 +456,76 @@ def _with_spec_label(spec: ContainerSpec) -> ContainerSpec:
     return dataclasses.replace(spec, labels=labels)
 
 
+# Shell functions of the config job (POSIX sh; busybox in the local image, any shell
+# in official ones). Files are staged under /stage and installed into volumes.
+CONFIG_JOB_FUNCTIONS = r"""
+install_file() {  # SOURCE TARGET MODE: replace TARGET
+  cp "$1" "$2.new" && chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+install_keeping_role() {  # SOURCE TARGET MODE: new settings, the role Redis recorded
+  if [ -e "$2" ]; then
+    grep -v -E '^(replicaof|slaveof) ' "$1" > "$2.new" || true
+    grep -E '^(replicaof|slaveof) ' "$2" >> "$2.new" || true
+  else
+    cp "$1" "$2.new"
+  fi
+  chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel's state
+  if [ -e "$2" ]; then
+    master=$(grep -E '^sentinel monitor ' "$2" | head -n 1 | cut -d ' ' -f 4,5)
+    sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$1" > "$2.new"
+    state='^sentinel (myid|config-epoch|leader-epoch|current-epoch|known-replica|known-sentinel) '
+    grep -E "$state" "$2" >> "$2.new" || true
+  else
+    cp "$1" "$2.new"
+  fi
+  chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+own_directory() {  # DIRECTORY MODE
+  mkdir -p "$1" && chown "$OWNER" "$1" && chmod "$2" "$1"
+}
+"""
+_INSTALLERS = {
+    Install.REPLACE: "install_file",
+    Install.KEEP_ROLE: "install_keeping_role",
+    Install.KEEP_SENTINEL_STATE: "install_keeping_sentinel_state",
+}
+
+
 def _config_job(topology: Topology, containers: list[ContainerSpec]) -> JobSpec:
     uploads: list[UploadSpec] = []
     mounts: list[MountSpec] = []
-    script = ["set -eu", "umask 077"]
     owner = f"{topology.uid}:{topology.uid}"
+    script = ["set -eu", "umask 077", f"OWNER={owner}", CONFIG_JOB_FUNCTIONS.strip()]
     for spec in containers:
         node = spec.node.name
-        targets = {
+        roots = {
             "config": f"{JOB_VOLUME_ROOT}/{node}/config",
             "data": f"{JOB_VOLUME_ROOT}/{node}/data",
         }
         volumes = {m.target: m.volume for m in spec.mounts}
-        mounts.append(MountSpec(volumes[CONF_DIR], targets["config"], read_only=False))
-        # Replace the config volume's contents wholesale, so nothing stale survives.
-        config_dir = shlex.quote(targets["config"])
-        script.append(f"rm -rf {config_dir}/*")
+        mounts.append(MountSpec(volumes[CONF_DIR], roots["config"], read_only=False))
+        # The config volume is rebuilt from scratch, so nothing stale survives in it.
+        script.append(f"rm -rf {shlex.quote(roots['config'])}/*")
+        directories = {roots["config"]: "0500"}
         if any(f.volume == "data" for f in spec.files):
-            mounts.append(MountSpec(volumes[DATA_DIR], targets["data"], read_only=False))
+            mounts.append(MountSpec(volumes[DATA_DIR], roots["data"], read_only=False))
+            directories[roots["data"]] = "0750"  # a fresh volume mounted here starts root-owned
+        for rendered in spec.files:
+            directories.setdefault(
+                f"{roots[rendered.volume]}/{rendered.path}".rsplit("/", 1)[0], "0500"
+            )
+        for directory, mode in sorted(directories.items()):
+            script.append(f"own_directory {shlex.quote(directory)} {mode}")
         for rendered in spec.files:
             staged = f"{STAGE_DIR}/{node}/{rendered.path}"
             uploads.append(UploadSpec(staged, rendered.content, 0o400))
-            target = f"{targets[rendered.volume]}/{rendered.path}"
-            if rendered.volume == "data":
-                # Sentinel rewrites its file with what it learned (current master,
-                # replicas, epochs); a re-run must not roll that back.
-                script.append(
-                    f"[ -e {shlex.quote(target)} ] || " + _install(staged, target, owner, 0o600)
-                )
-            else:
-                script.append(_install(staged, target, owner, rendered.mode))
-        subdirs = sorted(
-            {f.path.rsplit("/", 1)[0] for f in spec.files if "/" in f.path and f.volume == "config"}
-        )
-        for directory in [targets["config"], *(f"{targets['config']}/{d}" for d in subdirs)]:
-            script.append(
-                f"chown {owner} {shlex.quote(directory)} && chmod 0500 {shlex.quote(directory)}"
-            )
-    # The staged copies held secrets; the job container outlives this script under Pulumi.
+            target = f"{roots[rendered.volume]}/{rendered.path}"
+            mode = f"{rendered.mode if rendered.volume == 'config' else 0o600:04o}"
+            installer = _INSTALLERS[rendered.install]
+            script.append(f"{installer} {shlex.quote(staged)} {shlex.quote(target)} {mode}")
+    # The staged copies held secrets; under Pulumi the job container outlives this script.
     script.append(f"rm -rf {STAGE_DIR}")
     script.append("echo config job: files installed")
     return JobSpec(
@@ -447,49 +545,34 @@ def _config_job(topology: Topology, containers: list[ContainerSpec]) -> JobSpec:
     )
 
 
-def _install(source: str, target: str, owner: str, mode: int) -> str:
-    src, dst = shlex.quote(source), shlex.quote(target)
-    parent = shlex.quote(target.rsplit("/", 1)[0])
-    return f"mkdir -p {parent} && cp {src} {dst} && chown {owner} {dst} && chmod {mode:04o} {dst}"
+def shards_of(containers: list[ContainerSpec], addressing: Addressing) -> list[Shard]:
+    """Cluster shards in plan order: (master, replicas) with their fixed addresses."""
+    by_shard: dict[int, list[Node]] = {}
+    for spec in containers:
+        if spec.node.shard is not None:
+            by_shard.setdefault(spec.node.shard, []).append(spec.node)
+    shards = []
+    for members in (by_shard[shard] for shard in sorted(by_shard)):
+        pairs = [(node.name, addressing.addresses[node.name]) for node in members]
+        shards.append(Shard(master=pairs[0], replicas=tuple(pairs[1:])))
+    return shards
 
 
-def _cluster_create_job(topology: Topology, containers: list[ContainerSpec]) -> JobSpec:
-    """Forms the cluster over TLS once every node runs; does nothing if already formed."""
-    cluster = topology.cluster
-    assert cluster is not None
-    data = [spec for spec in containers if spec.node.is_data_node]
-    first = data[0].node
-    auth = (
-        "--user",
-        topology.users.admin,
-        "--pass",
-        password_ref("admin").placeholder,
-        "--no-auth-warning",
-    )
-    cli = " ".join(shlex.quote(a) for a in ("redis-cli", *tls_cli_args(), *auth))
-    addresses = " ".join(f"{spec.node.name}:{spec.node.port}" for spec in data)
-    wait_lines = [
-        f"until {cli} -h {spec.node.name} -p {spec.node.port} info cluster 2>/dev/null "
-        f"| grep -q cluster_enabled:1; do sleep 0.2; done"
-        for spec in data
-    ]
-    script = "\n".join(
-        [
-            "set -eu",
-            *wait_lines,
-            # Idempotent: a node that already knows peers or slots belongs to a formed cluster.
-            f"if {cli} -h {first.name} -p {first.port} cluster info"
-            " | grep -q 'cluster_slots_assigned:16384'; then",
-            "  echo cluster already formed; exit 0",
-            "fi",
-            f"{cli} --cluster create {addresses}"
-            f" --cluster-replicas {cluster.replicas_per_master} --cluster-yes",
-        ]
-    )
-    volumes = {m.target: m.volume for m in data[0].mounts}
+def cluster_job(
+    topology: Topology,
+    containers: list[ContainerSpec],
+    kind: JobKind,
+    script: str,
+) -> JobSpec:
+    """A one-shot `redis-cli --cluster` job on the network, as the admin user.
+
+    It borrows the first node's config volume (read-only) for the CA and a client
+    certificate, and reads the admin password from an upload (not the command line).
+    """
+    volumes = {m.target: m.volume for m in containers[0].mounts}
     return JobSpec(
-        name=f"{topology.name}-cluster-create",
-        kind=JobKind.CLUSTER_CREATE,
+        name=f"{topology.name}-{kind.value}",
+        kind=kind,
         image=topology.image,
         command=("sh", "-c", script),
         user=f"{topology.uid}:{topology.uid}",
@@ -497,15 +580,48 @@ def _cluster_create_job(topology: Topology, containers: list[ContainerSpec]) -> 
         cap_add=(),
         security_opt=("no-new-privileges:true",),
         network=network_name(topology),
-        # Borrows the first node's config volume (read-only) for the CA and a client certificate.
         mounts=(MountSpec(volumes[CONF_DIR], CONF_DIR, read_only=True),),
-        uploads=(),
-        labels={**base_labels(topology), LABEL_ROLE: JobKind.CLUSTER_CREATE.value},
-        timeout_s=120,
+        uploads=(UploadSpec(ADMIN_PASSWORD_FILE, ADMIN_PASSWORD.placeholder, 0o444),),
+        labels={**base_labels(topology), LABEL_ROLE: kind.value},
+        timeout_s=180,
     )
 
 
-def _outputs(topology: Topology, containers: list[ContainerSpec]) -> Outputs:
+def _cluster_create_job(
+    topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
+) -> JobSpec:
+    """Forms the cluster over TLS once every node runs; does nothing if already formed."""
+    assert addressing is not None
+    data = [spec for spec in containers if spec.node.is_data_node]
+    script = create_script(
+        shards_of(data, addressing), tls_cli_args(), topology.users.admin, topology.port
+    )
+    return cluster_job(topology, data, JobKind.CLUSTER_CREATE, script)
+
+
+def cluster_scale_job(plan: Plan, topology: Topology, new_nodes: list[str]) -> JobSpec:
+    """Adds the shards made of `new_nodes` to the formed cluster and rebalances slots."""
+    network = plan.networks[0]
+    assert network.addressing is not None
+    data = [spec for spec in plan.containers if spec.node.is_data_node]
+    existing = next(spec for spec in data if spec.name not in new_nodes)
+    new_shards = [
+        shard for shard in shards_of(data, network.addressing) if shard.master[0] in new_nodes
+    ]
+    script = scale_script(
+        network.addressing.addresses[existing.name],
+        new_shards,
+        len(data),
+        tls_cli_args(),
+        topology.users.admin,
+        topology.port,
+    )
+    return cluster_job(topology, data, JobKind.CLUSTER_SCALE, script)
+
+
+def _outputs(
+    topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
+) -> Outputs:
     endpoints = tuple(
         NodeEndpoint(
             name=spec.node.name,
@@ -515,6 +631,7 @@ def _outputs(topology: Topology, containers: list[ContainerSpec]) -> Outputs:
             internal_port=spec.node.port,
             published=spec.ports[0] if spec.ports else None,
             shard=spec.node.shard,
+            address=addressing.addresses[spec.node.name] if addressing else None,
         )
         for spec in containers
     )

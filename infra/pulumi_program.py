@@ -21,7 +21,7 @@ from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisD
 from infra.certs import load_brought_files, load_generated
 from infra.errors import ConfigError, Problem
 from infra.model import Topology
-from infra.plan import build_plan
+from infra.plan import build_plan, needs_fixed_addresses
 from infra.secrets import password_problem
 from infra.topology import load_topology
 
@@ -51,6 +51,15 @@ def load_stack_topology(config: pulumi.Config, stack: str) -> Topology:
         overrides,
         override_source=f"{source} ({NAMESPACE}:overrides)",
     )
+    if needs_fixed_addresses(topology) and topology.subnet is None:
+        raise ConfigError.single(
+            source,
+            f"{NAMESPACE}:overrides.network.subnet",
+            f"is required for a {topology.kind.value} stack: nodes get fixed addresses there, "
+            "so Sentinel and Cluster still reach a node whose container is down",
+            f"add `network: {{subnet: 10.213.0.0/24}}` under {NAMESPACE}:overrides "
+            "(a /24 no other network on the Docker host uses)",
+        )
     if topology.publish.enabled and topology.publish.base_port is None:
         raise ConfigError.single(
             source,

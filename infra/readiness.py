@@ -9,6 +9,8 @@ import redis
 from infra.client import no_retry, node_client
 from infra.connection import ConnectionInfo
 from infra.errors import DeploymentError
+from infra.observe import wait_converged
+from infra.observe_cluster import wait_cluster_ready
 
 
 def wait_for_ping(
@@ -49,3 +51,15 @@ def wait_for_ping(
                 time.sleep(0.05)
         finally:
             client.close()
+
+
+def wait_topology_ready(
+    info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
+) -> None:
+    """Beyond every node answering: a Sentinel group has converged (each replica's link
+    up, each sentinel knowing the master, its peers and all replicas); a Cluster serves
+    all 16384 slots, every shard complete, every replica's link up."""
+    if info.topology == "sentinel":
+        wait_converged(info, timeout_s, alive)
+    elif info.topology == "cluster":
+        wait_cluster_ready(info, timeout_s, alive)

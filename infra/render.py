@@ -6,7 +6,9 @@ Pure: no I/O beyond reading the templates, and secrets appear only as placeholde
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
@@ -27,13 +29,27 @@ PUBLIC_MODE = 0o444
 SECRET_MODE = 0o400
 
 
+class Install(StrEnum):
+    """How the config job installs a file, and whether Redis may rewrite it later."""
+
+    # Into the read-only config volume, replacing what was there.
+    REPLACE = "replace"
+    # Into the writable data volume; Sentinel's CONFIG REWRITE records the node's
+    # current role there (`replicaof`), and a re-install keeps that role.
+    KEEP_ROLE = "keep-role"
+    # Into the writable data volume; Sentinel records the current master, epochs and
+    # known peers there, and a re-install keeps that state with the new settings.
+    KEEP_SENTINEL_STATE = "keep-sentinel-state"
+
+
 @dataclass(frozen=True)
 class RenderedFile:
-    """One file of a node, relative to its config directory."""
+    """One file of a node, relative to its config (or data) directory."""
 
     path: str
     content: str  # may hold secret placeholders, resolved by the backend
     mode: int
+    install: Install = Install.REPLACE
 
     @property
     def holds_secret(self) -> bool:
@@ -41,8 +57,12 @@ class RenderedFile:
 
     @property
     def volume(self) -> str:
-        """`config` (read-only mount) or `data`: Sentinel must rewrite its file."""
-        return "data" if self.path == "sentinel.conf" else "config"
+        """`config` (mounted read-only) or `data` (files Redis itself rewrites)."""
+        return "config" if self.install is Install.REPLACE else "data"
+
+    @property
+    def container_path(self) -> str:
+        return f"{CONF_DIR if self.volume == 'config' else DATA_DIR}/{self.path}"
 
 
 @cache
@@ -66,10 +86,19 @@ def _password_hash(role: str) -> str:
     return "#" + password_ref(role).sha256_placeholder
 
 
-def render_node(topology: Topology, node: Node, certificates: CertificateSet) -> list[RenderedFile]:
-    """The files `node` reads at start, in a stable order."""
+def render_node(
+    topology: Topology, node: Node, certificates: CertificateSet, addresses: Mapping[str, str]
+) -> list[RenderedFile]:
+    """The files `node` reads at start, in a stable order.
+
+    `addresses` are the nodes' fixed IPs (Sentinel, Cluster): nodes reach and announce
+    each other by address, never by name, because Docker's name resolution for a
+    container changes when it is stopped, restarted or reconnected.
+    """
     context: dict[str, object] = {
         "node": node,
+        "address": addresses.get(node.name),
+        "addresses": addresses,
         "kind": topology.kind.value,
         "tls": topology.tls,
         "users": topology.users,
@@ -90,19 +119,34 @@ def render_node(topology: Topology, node: Node, certificates: CertificateSet) ->
         RenderedFile("tls/server.crt", certificates.server_pems[node.name], PUBLIC_MODE),
         RenderedFile("tls/server.key", tls_key_ref(node.name).placeholder, SECRET_MODE),
     ]
+    master = master_node(topology) if topology.kind is not Kind.CLUSTER else None
+    context["master"] = master
     if node.role is Role.SENTINEL:
-        context["master"] = master_node(topology)
         sentinel_conf = _render("sentinel.conf.j2", **context)
-        return [RenderedFile("sentinel.conf", sentinel_conf, SECRET_MODE), *tls_files]
-    conf = RenderedFile("redis.conf", _render("redis.conf.j2", **context), PUBLIC_MODE)
-    if conf.holds_secret:  # masterauth: replicating kinds carry the replication password
-        conf = RenderedFile(conf.path, conf.content, SECRET_MODE)
+        return [
+            RenderedFile("sentinel.conf", sentinel_conf, SECRET_MODE, Install.KEEP_SENTINEL_STATE),
+            *tls_files,
+        ]
     acl = RenderedFile("users.acl", _render("users.acl.j2", **context), SECRET_MODE)
-    return [conf, acl, *tls_files]
+    conf_text = _render("redis.conf.j2", **context)
+    if topology.kind is Kind.SENTINEL:
+        # Roles swap on failover and Sentinel persists them with CONFIG REWRITE, so
+        # the file is writable; replicas start pointed at the first master.
+        if node.role is Role.REPLICA and master is not None:
+            conf_text += f"replicaof {addresses[master.name]} {master.port}\n"
+        return [
+            RenderedFile("redis.conf", conf_text, SECRET_MODE, Install.KEEP_ROLE),
+            acl,
+            *tls_files,
+        ]
+    mode = SECRET_MODE if referenced([conf_text]) else PUBLIC_MODE  # masterauth (cluster)
+    return [RenderedFile("redis.conf", conf_text, mode), acl, *tls_files]
 
 
 def render_topology(
-    topology: Topology, certificates: CertificateSet
+    topology: Topology, certificates: CertificateSet, addresses: Mapping[str, str]
 ) -> dict[str, list[RenderedFile]]:
     """Files of every node, by node name."""
-    return {node.name: render_node(topology, node, certificates) for node in nodes(topology)}
+    return {
+        node.name: render_node(topology, node, certificates, addresses) for node in nodes(topology)
+    }

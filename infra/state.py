@@ -2,13 +2,15 @@
 
 <dir>/connection.json   what clients need (0600: it holds passwords)
 <dir>/secrets.json      generated passwords (0600); a user may pre-fill it
-<dir>/ports.json        host ports chosen once, so the connection file stays valid
+<dir>/allocations.json  host ports and the subnet, chosen once and kept, so the
+                        connection file and the nodes' addresses stay valid
 <dir>/tls/              CA, node and client certificates (keys 0600)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -24,7 +26,9 @@ from infra.secrets import generate_password, password_problem
 STATE_HOME_ENV = "REDIS_INFRA_STATE_HOME"
 CONNECTION_FILE = "connection.json"
 SECRETS_FILE = "secrets.json"
-PORTS_FILE = "ports.json"
+ALLOCATIONS_FILE = "allocations.json"
+SETTINGS_FILE = "topology.json"  # the merged settings the deployment was built from
+SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")  # /24s for deployments' internal networks
 TLS_DIR = "tls"
 
 
@@ -109,7 +113,8 @@ class StateDir:
 
     def host_ports(self, wanted: dict[str, int | None], host_ip: str) -> dict[str, int]:
         """A host port per node: the fixed ones asked for, else chosen once and kept."""
-        stored = {k: int(v) for k, v in self._read(PORTS_FILE).items()}
+        allocations = self._read(ALLOCATIONS_FILE)
+        stored = {k: int(v) for k, v in allocations.get("ports", {}).items()}
         ports: dict[str, int] = {}
         for node, fixed in wanted.items():
             if fixed is not None:
@@ -119,12 +124,48 @@ class StateDir:
             else:
                 ports[node] = free_port(host_ip, exclude=set(ports.values()) | set(stored.values()))
         if ports != {k: stored.get(k) for k in ports}:
-            write_private_json(self.path / PORTS_FILE, {**stored, **ports})
+            allocations["ports"] = {**stored, **ports}
+            write_private_json(self.path / ALLOCATIONS_FILE, allocations)
         return ports
+
+    def subnet(self, taken: list[ipaddress.IPv4Network]) -> str:
+        """The deployment's subnet: the one chosen before, else a free /24 of SUBNET_POOL."""
+        allocations = self._read(ALLOCATIONS_FILE)
+        if allocations.get("subnet"):
+            return str(allocations["subnet"])
+        candidates = list(SUBNET_POOL.subnets(new_prefix=24))
+        # A random free one: two deployments started at the same moment rarely pick alike.
+        start = secrets.randbelow(len(candidates))
+        for candidate in candidates[start:] + candidates[:start]:
+            if not any(candidate.overlaps(other) for other in taken):
+                allocations["subnet"] = str(candidate)
+                write_private_json(self.path / ALLOCATIONS_FILE, allocations)
+                return str(candidate)
+        raise ConfigError.single(
+            "network.subnet",
+            "network.subnet",
+            f"every /24 of {SUBNET_POOL} is in use",
+            "set network.subnet to a free IPv4 /24 (e.g. --set network.subnet=10.214.0.0/24)",
+        )
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        write_private_json(self.path / SETTINGS_FILE, settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The merged topology settings of the last successful `up` (or scale)."""
+        stored = self._read(SETTINGS_FILE)
+        if not stored:
+            raise ConfigError.single(
+                str(self.path / SETTINGS_FILE),
+                "<file>",
+                "does not exist",
+                "run `redis-infra up` for this deployment first (it records its settings)",
+            )
+        return stored
 
     def remove(self) -> None:
         """Forget the deployment: secrets, ports, certificates and connection file."""
-        for filename in (CONNECTION_FILE, SECRETS_FILE, PORTS_FILE):
+        for filename in (CONNECTION_FILE, SECRETS_FILE, ALLOCATIONS_FILE, SETTINGS_FILE):
             (self.path / filename).unlink(missing_ok=True)
         shutil.rmtree(self.tls_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # only if nothing else (user files) is left
@@ -149,6 +190,9 @@ def free_port(host_ip: str, exclude: set[int] | None = None) -> int:
 def port_in_use(host_ip: str, port: int) -> bool:
     bind_ip = "127.0.0.1" if host_ip in ("", "0.0.0.0") else host_ip  # noqa: S104 - probing only
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Docker binds: connections of a removed container lingering in TIME_WAIT
+        # do not make the port busy, a listening program does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((bind_ip, port))
         except OSError:

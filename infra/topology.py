@@ -20,7 +20,7 @@ import yaml
 
 from infra.certs import check_brought_files
 from infra.errors import ConfigError, Problem
-from infra.layout import nodes
+from infra.layout import Node, nodes
 from infra.model import (
     APPENDFSYNC_MODES,
     EVICTION_POLICIES,
@@ -73,7 +73,7 @@ _TOP_KEYS = {
     "cluster",
 }
 _SECTION_KEYS: dict[str, set[str]] = {
-    "network": {"internal"},
+    "network": {"internal", "subnet"},
     "persistence": {"aof", "appendfsync", "rdb_save"},
     "memory": {"workload", "maxmemory", "policy", "container_limit"},
     "limits": {"pids", "cpus"},
@@ -110,6 +110,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "allow_reads_when_down",
         "migration_barrier",
         "failure_domains",
+        "placement",
     },
 }
 _TLS_FILE_KEYS = ("ca_file", "cert_file", "key_file", "client_cert_file", "client_key_file")
@@ -209,7 +210,7 @@ def build_topology(data: Mapping[str, Any], name: str, *, source: str, base_dir:
     topology = reader.topology(data, name)
     if reader.problems or topology is None:
         raise ConfigError(source, reader.problems)
-    topology = dataclasses.replace(topology, source=source)
+    topology = dataclasses.replace(topology, source=source, settings=copy.deepcopy(dict(data)))
     # Brought certificates are checked now too: a mismatch must stop the run before
     # any container exists, not when Redis fails to start.
     problems = check_brought_files(topology)
@@ -398,6 +399,7 @@ class _Reader:
         port = self.integer(data, "port", "port", minimum=1, maximum=65535)
         network = self.section(data, "network")
         internal_network = self.boolean(network, "internal", "network.internal")
+        subnet = self.subnet(network)
         topology = Topology(
             name=name,
             kind=kind,
@@ -405,6 +407,7 @@ class _Reader:
             uid=uid,
             port=port,
             internal_network=internal_network,
+            subnet=subnet,
             persistence=self.persistence(self.section(data, "persistence")),
             memory=self.memory(self.section(data, "memory")),
             limits=self.limits(self.section(data, "limits")),
@@ -418,6 +421,29 @@ class _Reader:
         )
         self.cross_checks(topology)
         return topology
+
+    def subnet(self, data: Mapping[str, Any]) -> str | None:
+        value = data.get("subnet")
+        if value is None:
+            return None
+        try:
+            network = ipaddress.ip_network(str(value), strict=True)
+        except ValueError:
+            self.problem(
+                "network.subnet",
+                f"{value!r} is not an IPv4 network such as 10.213.4.0/24",
+                "write a network address with its prefix length, e.g. 10.213.4.0/24",
+            )
+            return None
+        if not isinstance(network, ipaddress.IPv4Network) or network.prefixlen > 24:
+            self.problem(
+                "network.subnet",
+                f"{value} is too small or not IPv4: nodes get fixed "
+                "addresses in the lower half of the subnet, Docker the upper half",
+                "use an IPv4 subnet of /24 or larger",
+            )
+            return None
+        return str(network)
 
     def persistence(self, data: Mapping[str, Any]) -> Persistence:
         save: list[tuple[int, int]] = []
@@ -693,7 +719,39 @@ class _Reader:
                 data, "migration_barrier", path + "migration_barrier", minimum=0
             ),
             failure_domains=tuple(domains),
+            placement=self.placement(data, domains, masters, data.get("replicas_per_master")),
         )
+
+    def placement(
+        self, data: Mapping[str, Any], domains: list[str], masters: int, replicas: object
+    ) -> tuple[tuple[str, str], ...]:
+        value = data.get("placement") or {}
+        if not isinstance(value, Mapping):
+            self.problem(
+                "cluster.placement",
+                f"must map node-N to a failure domain, got {value!r}",
+                "write e.g. {node-1: host-b}",
+            )
+            return ()
+        count = masters * ((replicas if isinstance(replicas, int) else 0) + 1)
+        known = {f"node-{i}" for i in range(count)}
+        result = []
+        for node, domain in sorted(value.items()):
+            if node not in known:
+                self.problem(
+                    f"cluster.placement.{node}",
+                    f"is not a node of this cluster (node-0 .. node-{count - 1})",
+                    "use the node-N names of this topology",
+                )
+            elif domain not in domains:
+                self.problem(
+                    f"cluster.placement.{node}",
+                    f"{domain!r} is not in cluster.failure_domains {domains}",
+                    "add the domain to failure_domains or pick one of them",
+                )
+            else:
+                result.append((str(node), str(domain)))
+        return tuple(result)
 
     def cross_checks(self, topology: Topology) -> None:
         """Rules that involve more than one section."""
@@ -727,6 +785,25 @@ class _Reader:
                     "publish.base_port",
                     f"{count} nodes need host ports {publish.base_port}-{last}, beyond 65535",
                     f"use a base_port of at most {65536 - count}",
+                )
+        if topology.cluster is not None and len(set(topology.cluster.failure_domains)) > 1:
+            self.placement_checks(topology)
+
+    def placement_checks(self, topology: Topology) -> None:
+        """A shard whose master and only replica share a domain dies with that domain."""
+        members: dict[int, list[Node]] = {}
+        for node in nodes(topology):
+            if node.shard is not None:
+                members.setdefault(node.shard, []).append(node)
+        for shard in members.values():
+            master, replicas = shard[0], shard[1:]
+            if len(replicas) == 1 and replicas[0].domain == master.domain:
+                self.problem(
+                    "cluster.placement",
+                    f"{master.name} (master) and {replicas[0].name}, its only replica, are both "
+                    f"on {master.domain}: losing that host loses the shard",
+                    "place them on different failure domains (or drop cluster.placement "
+                    "to have them spread automatically)",
                 )
 
 

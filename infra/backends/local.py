@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import json
+import socket
+import struct
 import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 from docker.models.containers import Container
-from docker.types import Healthcheck, Mount
+from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount
 
 from infra.errors import DeploymentError
 from infra.plan import (
@@ -116,6 +120,17 @@ class LocalBackend:
         volumes = [v.name for v in self.client.volumes.list(filters=selector) if v.name]
         return Inventory(containers, networks, volumes)
 
+    def used_subnets(self) -> list[ipaddress.IPv4Network]:
+        """IPv4 subnets of every Docker network and host route: a new subnet must avoid them."""
+        used: list[ipaddress.IPv4Network] = []
+        for network in self.client.networks.list():
+            for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, KeyError):
+                    subnet = ipaddress.ip_network(pool["Subnet"])
+                    if isinstance(subnet, ipaddress.IPv4Network):
+                        used.append(subnet)
+        return used + host_routes()
+
     def differences(
         self, plan: Plan, inventory: Inventory, host_ports: Mapping[str, int]
     ) -> list[str]:
@@ -181,12 +196,21 @@ class LocalBackend:
             self.client.containers.get(spec.name).start()
 
     def _create_network(self, spec: NetworkSpec) -> None:
+        ipam = None
+        if spec.addressing is not None:
+            pool = IPAMPool(
+                subnet=spec.addressing.subnet,
+                iprange=spec.addressing.dynamic_range,
+                gateway=spec.addressing.gateway,
+            )
+            ipam = IPAMConfig(pool_configs=[pool])
         self.client.networks.create(
             spec.name,
             driver="bridge",
             internal=spec.internal,
             labels=spec.labels,
             options=spec.options or None,
+            ipam=ipam,
             check_duplicate=True,
         )
 
@@ -234,7 +258,11 @@ class LocalBackend:
         first = spec.networks[0]
         networking = self.api.create_networking_config(
             # The stub says EndpointConfig; the API takes {network name: EndpointConfig}.
-            {first.network: self.api.create_endpoint_config(aliases=list(first.aliases))}  # type: ignore[arg-type]
+            {
+                first.network: self.api.create_endpoint_config(
+                    aliases=list(first.aliases), ipv4_address=first.ipv4_address
+                )
+            }  # type: ignore[arg-type]
         )
         self.api.create_container(
             spec.image,
@@ -369,8 +397,13 @@ class LocalBackend:
                 self.client.volumes.get(volume).remove(force=True)
 
     def _remove_container(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             self.api.remove_container(name, force=True, v=False)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):  # someone else is removing it
+                raise
 
     def _remove_network(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
@@ -401,3 +434,22 @@ def _explain_change(spec: ContainerSpec, container: Container) -> list[str]:
         elif old != new:
             changes.append(f"{spec.name}: {key} {old!r} -> {new!r}")
     return changes or [f"{spec.name}: container settings differ (healthcheck, mounts or hardening)"]
+
+
+def host_routes(route_table: Path = Path("/proc/net/route")) -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 routes (except the default one): subnets already in use here."""
+    routes: list[ipaddress.IPv4Network] = []
+    try:
+        lines = route_table.read_text().splitlines()[1:]
+    except OSError:
+        return routes
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        destination, mask = (
+            socket.inet_ntoa(struct.pack("<L", int(field, 16))) for field in (fields[1], fields[7])
+        )
+        if mask != "0.0.0.0":  # noqa: S104 - the default route covers everything; skip it
+            routes.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
+    return routes

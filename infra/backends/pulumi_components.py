@@ -86,6 +86,15 @@ class RedisDeployment(pulumi.ComponentResource):
                 driver="bridge",
                 internal=spec.internal,
                 options=spec.options or None,
+                ipam_configs=[
+                    docker.NetworkIpamConfigArgs(
+                        subnet=spec.addressing.subnet,
+                        ip_range=spec.addressing.dynamic_range,
+                        gateway=spec.addressing.gateway,
+                    )
+                ]
+                if spec.addressing
+                else None,
                 labels=_labels(spec.labels, docker.NetworkLabelArgs),
                 opts=replace,
             )
@@ -197,7 +206,7 @@ class RedisDeployment(pulumi.ComponentResource):
             labels=labels,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=a.network, aliases=list(a.aliases) or None
+                    name=a.network, aliases=list(a.aliases) or None, ipv4_address=a.ipv4_address
                 )
                 for a in spec.networks
             ],

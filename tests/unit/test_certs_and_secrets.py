@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,15 @@ def test_state_keeps_secrets_and_ports_across_runs(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "dep" / "secrets.json").stat().st_mode) == 0o600
     ports = state.host_ports({"a": None, "b": 24000}, "127.0.0.1")
     assert ports["b"] == 24000 and 21000 <= ports["a"] < 32000
+    assert StateDir(tmp_path / "dep").host_ports({"a": None, "b": 24000}, "127.0.0.1") == ports
+    taken = [
+        IPv4Network("10.213.0.0/17"),
+        IPv4Network("10.213.128.0/18"),
+        IPv4Network("10.213.192.0/19"),
+    ]
+    subnet = state.subnet(taken)
+    assert IPv4Network(subnet).subnet_of(IPv4Network("10.213.224.0/19"))  # the only free part
+    assert StateDir(tmp_path / "dep").subnet([]) == subnet  # kept, not chosen again
     assert StateDir(tmp_path / "dep").host_ports({"a": None, "b": 24000}, "127.0.0.1") == ports
 
 

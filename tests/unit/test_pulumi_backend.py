@@ -31,6 +31,9 @@ PASSWORDS = {
 }
 
 
+STACK_OVERRIDES = {"publish": {"base_port": 16379}, "network": {"subnet": "10.213.9.0/24"}}
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Records every resource; job containers 'exit' with `job_exit_code`."""
 
@@ -58,7 +61,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def _configure(
     stack: str, topology: str, tls_dir: Path, passwords: dict[str, str], **extra: Any
 ) -> None:
-    overrides = extra.pop("overrides", {"publish": {"base_port": 16379}})
+    overrides = extra.pop("overrides", STACK_OVERRIDES)
     config = {
         "redis-infra:topology": topology,
         "redis-infra:name": f"t-{stack}",
@@ -87,9 +90,7 @@ def _run(mocks: RecordingMocks, stack: str) -> None:
 
 @pytest.fixture
 def deployed(certs_dir: Path) -> Iterator[RecordingMocks]:
-    ensure_certificates(
-        load_topology("single", "t-dev", {"publish": {"base_port": 16379}}), certs_dir
-    )
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
     _configure("dev", "single", certs_dir, PASSWORDS)
     mocks = RecordingMocks()
     _run(mocks, "dev")
@@ -97,7 +98,7 @@ def deployed(certs_dir: Path) -> Iterator[RecordingMocks]:
 
 
 def _plan_for(certs_dir: Path, kind: str = "single", stack: str = "dev") -> Any:
-    topology = load_topology(kind, f"t-{stack}", {"publish": {"base_port": 16379}})
+    topology = load_topology(kind, f"t-{stack}", STACK_OVERRIDES)
     return build_plan(topology, load_generated(topology, certs_dir, "fix").certificates)
 
 
@@ -214,9 +215,7 @@ def test_stack_must_pin_published_ports(certs_dir: Path) -> None:
 
 
 def test_weak_secret_stops_the_program_before_any_resource(certs_dir: Path) -> None:
-    ensure_certificates(
-        load_topology("single", "t-dev", {"publish": {"base_port": 16379}}), certs_dir
-    )
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
     _configure("dev", "single", certs_dir, {**PASSWORDS, "appPassword": "changeme"})
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="redis-infra", stack="dev", preview=False)
@@ -242,16 +241,25 @@ def test_a_failing_config_job_stops_the_deployment() -> None:
 def test_other_kinds_map_to_their_component(
     certs_dir: Path, kind: str, stack: str, component: str
 ) -> None:
-    topology = load_topology(kind, f"t-{stack}", {"publish": {"base_port": 16379}})
+    topology = load_topology(kind, f"t-{stack}", STACK_OVERRIDES)
     ensure_certificates(topology, certs_dir)
     _configure(stack, kind, certs_dir, PASSWORDS)
     mocks = RecordingMocks()
     _run(mocks, stack)
     plan = _plan_for(certs_dir, kind, stack)
     assert [r.typ for r in mocks.resources].count(component) == 1
-    names = set(mocks.of_type(CONTAINER))
-    assert {c.name for c in plan.containers} <= names
-    assert {j.name for j in plan.bootstrap_jobs} <= names
+    containers = mocks.of_type(CONTAINER)
+    assert {c.name for c in plan.containers} <= set(containers)
+    assert {j.name for j in plan.bootstrap_jobs} <= set(containers)
+    # Fixed addresses: the network's IPAM and each node's address on it.
+    network = mocks.of_type(NETWORK)[f"t-{stack}-net"]
+    assert network["ipamConfigs"] == [
+        {"subnet": "10.213.9.0/24", "ipRange": "10.213.9.128/25", "gateway": "10.213.9.1"}
+    ]
+    addresses = [
+        containers[spec.name]["networksAdvanced"][0]["ipv4Address"] for spec in plan.containers
+    ]
+    assert addresses == [f"10.213.9.{10 + i}" for i in range(len(plan.containers))]
 
 
 def test_secret_config_keys_are_camel_case() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
+
 from infra.certs import CertificateSet
-from infra.layout import Role
+from infra.errors import ConfigError
+from infra.layout import Role, nodes
 from infra.model import Topology
 from infra.plan import LABEL_NAME, LABEL_SPEC, JobKind, Plan, build_plan
 from infra.render import SECRET_MODE, render_topology
@@ -14,6 +17,19 @@ from infra.secrets import referenced, resolve
 from tests.unit.conftest import TopologyFactory
 
 CertsFor = Callable[[Topology], CertificateSet]
+
+
+class _Addresses(dict[str, str]):
+    """Every node at a made-up address, for rendering without a plan."""
+
+    def __missing__(self, name: str) -> str:
+        return f"10.0.0.{sum(map(ord, name)) % 200 + 10}"
+
+    def get(self, name: str, default: str | None = None) -> str:  # type: ignore[override]
+        return self[name]
+
+
+ADDRESSES = _Addresses()
 
 
 def _conf(text: str) -> dict[str, str]:
@@ -28,7 +44,7 @@ def _conf(text: str) -> dict[str, str]:
 
 
 def _files(topology: Topology, certs: CertsFor, node: str) -> dict[str, str]:
-    return {f.path: f.content for f in render_topology(topology, certs(topology))[node]}
+    return {f.path: f.content for f in render_topology(topology, certs(topology), ADDRESSES)[node]}
 
 
 def test_single_config_is_tls_only_and_hardened(
@@ -75,7 +91,7 @@ def test_secret_bearing_files_are_owner_read_only(
 ) -> None:
     for kind in ("single", "sentinel", "cluster"):
         topology = make_topology(kind, "m")
-        for files in render_topology(topology, certificates_for(topology)).values():
+        for files in render_topology(topology, certificates_for(topology), ADDRESSES).values():
             for rendered in files:
                 if rendered.holds_secret:
                     assert rendered.mode == SECRET_MODE, (kind, rendered.path)
@@ -90,10 +106,13 @@ def test_sentinel_data_nodes_replicate_over_tls_with_credentials(
     assert conf["masteruser"] == "replicator"  # on every node: roles swap on failover
     assert conf["masterauth"] == "<<secret:replication_password>>"
     assert conf["min-replicas-to-write"] == "1"
+    assert conf["replica-announce-ip"] == ADDRESSES["s-data-1"]
     sentinel = _files(topology, certificates_for, "s-sentinel-0")["sentinel.conf"]
-    assert "sentinel monitor mymaster s-data-0 6379 2" in sentinel
+    assert f"sentinel monitor mymaster {ADDRESSES['s-data-0']} 6379 2" in sentinel
     assert "sentinel deny-scripts-reconfig yes" in sentinel
-    assert "sentinel announce-hostnames yes" in sentinel
+    # By address, never by name: Docker's DNS changes as containers stop and reconnect.
+    assert "sentinel resolve-hostnames no" in sentinel
+    assert f"sentinel announce-ip {ADDRESSES['s-sentinel-0']}" in sentinel
 
 
 def test_cluster_nodes_encrypt_the_bus_and_announce_names(
@@ -104,12 +123,13 @@ def test_cluster_nodes_encrypt_the_bus_and_announce_names(
     assert conf["cluster-enabled"] == "yes"
     assert conf["tls-cluster"] == "yes" and conf["tls-replication"] == "yes"
     assert conf["cluster-config-file"] == "/data/nodes.conf"  # on the node's volume
-    assert conf["cluster-announce-hostname"] == "c-node-0"
+    assert conf["cluster-announce-hostname"] == "c-node-0"  # MOVED names, for clients
+    assert conf["cluster-announce-ip"] == ADDRESSES["c-node-0"]  # what peers use
 
 
 def _plan(make_topology: TopologyFactory, certs: CertsFor, kind: str, **overrides: object) -> Plan:
     topology = make_topology(kind, "p", **overrides)
-    return build_plan(topology, certs(topology))
+    return build_plan(topology, certs(topology), subnet="10.213.7.0/24")
 
 
 def test_every_container_is_hardened(
@@ -163,8 +183,12 @@ def test_config_job_installs_files_without_network_or_extra_privilege(
         "/stage/p-redis/tls/server.key",
     }
     script = job.command[2]
-    assert "chmod 0400 /volumes/p-redis/config/tls/server.key" in script
-    assert "chown 999:999 /volumes/p-redis/config/users.acl" in script
+    assert (
+        "install_file /stage/p-redis/tls/server.key /volumes/p-redis/config/tls/server.key 0400"
+        in script
+    )
+    assert "install_file /stage/p-redis/users.acl /volumes/p-redis/config/users.acl 0400" in script
+    assert "own_directory /volumes/p-redis/config 0500" in script
     assert script.rstrip().endswith("echo config job: files installed")
     assert "rm -rf /stage" in script  # staged secrets do not outlive the job
 
@@ -176,7 +200,17 @@ def test_sentinel_plan_keeps_sentinel_state_across_reruns(
     sentinels = [s for s in plan.containers if s.node.role is Role.SENTINEL]
     assert len(sentinels) == 3 and sentinels[0].command == ("redis-sentinel", "/data/sentinel.conf")
     script = plan.config_job.command[2]
-    assert "[ -e /volumes/p-sentinel-0/data/sentinel.conf ] ||" in script
+    assert (
+        "install_keeping_sentinel_state /stage/p-sentinel-0/sentinel.conf "
+        "/volumes/p-sentinel-0/data/sentinel.conf 0600"
+    ) in script
+    data = [s for s in plan.containers if s.node.role is not Role.SENTINEL]
+    assert all(s.command == ("redis-server", "/data/redis.conf") for s in data)
+    assert (
+        "install_keeping_role /stage/p-data-1/redis.conf /volumes/p-data-1/data/redis.conf"
+        in script
+    )
+    assert "own_directory /volumes/p-data-1/data 0750" in script
     assert plan.outputs.service_name == "mymaster"
 
 
@@ -186,11 +220,33 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     plan = _plan(make_topology, certificates_for, "cluster")
     (job,) = plan.bootstrap_jobs
     assert job.kind is JobKind.CLUSTER_CREATE and job.network == "p-net"
-    assert "--cluster create p-node-0:6379" in job.command[2]
-    assert "--cluster-replicas 1" in job.command[2]
-    assert "cluster_slots_assigned:16384" in job.command[2]  # idempotent on a formed cluster
-    shards = {spec.node.shard for spec in plan.containers}
-    assert shards == {0, 1, 2}
+    script = job.command[2]
+    # Masters first, by fixed address; then each replica onto its own shard's master.
+    assert "cli --cluster create 10.213.7.10:6379 10.213.7.12:6379 10.213.7.14:6379" in script
+    assert "replicate 10.213.7.11 10.213.7.10" in script
+    assert "replicate 10.213.7.15 10.213.7.14" in script
+    assert "cluster_slots_assigned" in script  # idempotent on a formed cluster
+    # The admin password travels as an upload, never on the command line.
+    assert "<<secret" not in script
+    assert [(u.path, u.content) for u in job.uploads] == [
+        ("/stage/admin-password", "<<secret:admin_password>>")
+    ]
+    assert {spec.node.shard for spec in plan.containers} == {0, 1, 2}
+
+
+def test_cluster_placement_refuses_a_shard_in_one_domain(make_topology: TopologyFactory) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_topology(
+            "cluster",
+            "p",
+            cluster={"failure_domains": ["host-a", "host-b"], "placement": {"node-1": "host-a"}},
+        )
+    problem = caught.value.problems[0]
+    assert problem.field == "cluster.placement"
+    assert "p-node-0 (master) and p-node-1, its only replica, are both on host-a" in problem.rule
+    spread = make_topology("cluster", "p", cluster={"failure_domains": ["host-a", "host-b"]})
+    domains = {node.name: node.domain for node in nodes(spread)}
+    assert domains["p-node-0"] != domains["p-node-1"]  # spread by default
 
 
 def test_plan_needs_secrets_only_by_reference(

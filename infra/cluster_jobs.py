@@ -1,0 +1,171 @@
+"""The one-shot jobs that form and grow a Redis Cluster (`redis-cli --cluster`).
+
+They run on the deployment's network with the first node's certificate (its
+config volume, read-only) and the admin password from an upload, never from the
+command line, so `docker inspect` shows no secret. Every step checks first
+whether it is done already, so running a job again changes nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from infra.secrets import password_ref
+
+ADMIN_PASSWORD_FILE = "/stage/admin-password"  # noqa: S105 - a path, not a password
+WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
+
+_FUNCTIONS = r"""
+cli() { redis-cli $TLS --user "$ADMIN_USER" --no-auth-warning "$@"; }
+field() {  # ADDRESS FIELD: one field of CLUSTER INFO
+  cli -h "$1" -p "$PORT" cluster info | tr -d '\r' | grep "^$2:" | cut -d: -f2
+}
+enabled() {  # ADDRESS: INFO cluster says cluster_enabled:1 (CLUSTER INFO has no such field)
+  cli -h "$1" -p "$PORT" info cluster 2>/dev/null | tr -d '\r' | grep -qx 'cluster_enabled:1'
+}
+wait_enabled() {  # ADDRESS NAME
+  i=0
+  until enabled "$1"; do
+    i=$((i + 1))
+    [ "$i" -lt WAIT_ROUNDS ] || { echo "$2 ($1) never reported cluster_enabled:1" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+alone() {  # ADDRESS: the node has not met any other node yet
+  [ "$(field "$1" cluster_known_nodes)" = "1" ]
+}
+node_id() {  # ADDRESS
+  cli -h "$1" -p "$PORT" cluster myid | tr -d '\r'
+}
+wait_agreement() {  # ADDRESS: until every node agrees on the slot map
+  i=0
+  until cli --cluster check "$1:$PORT" >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ "$i" -lt WAIT_ROUNDS ] || { cli --cluster check "$1:$PORT" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
+  if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
+}
+wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEET)
+  i=0
+  until [ "$(field "$1" cluster_known_nodes)" = "$2" ]; do
+    i=$((i + 1))
+    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 knows too few of the $2 nodes" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
+  i=0
+  until [ "$(field "$1" cluster_state)" = "ok" ]; do
+    i=$((i + 1))
+    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 never reached cluster_state:ok" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
+  if ! cli --cluster check "$1:$PORT" >/dev/null 2>&1; then
+    cli --cluster fix "$1:$PORT" --cluster-yes
+  fi
+}
+replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
+  if ! cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:slave'; then
+    cli -h "$1" -p "$PORT" cluster replicate "$(node_id "$2")" >/dev/null
+  fi
+}
+""".replace("WAIT_ROUNDS", str(WAIT_ROUNDS))
+
+
+def _join_replicas(shards: list[Shard], member: str, total: int) -> list[str]:
+    """Replicas meet the cluster all at once, then each follows its own shard's master
+    (redis-cli's own replica placement would ignore the plan's shards and domains)."""
+    pairs = [(replica, shard.master[1]) for shard in shards for _, replica in shard.replicas]
+    lines = [f"meet {replica} {member}" for replica, _ in pairs]
+    lines += [f"wait_known {replica} {total}" for replica, _ in pairs]
+    lines += [f"replicate {replica} {master}" for replica, master in pairs]
+    return lines
+
+
+@dataclass(frozen=True)
+class Shard:
+    master: tuple[str, str]  # (name, address)
+    replicas: tuple[tuple[str, str], ...]
+
+
+def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str]:
+    return [
+        "set -eu",
+        f"TLS={shlex.quote(' '.join(tls_args))}",
+        f"ADMIN_USER={shlex.quote(admin_user)}",
+        f"PORT={port}",
+        f"REDISCLI_AUTH=$(cat {ADMIN_PASSWORD_FILE})",
+        "export REDISCLI_AUTH",
+        _FUNCTIONS.strip(),
+    ]
+
+
+def create_script(
+    shards: list[Shard], tls_args: tuple[str, ...], admin_user: str, port: int
+) -> str:
+    """Form the cluster: masters first (slots split evenly), then each replica added
+    to its own master, so the plan's shard layout (and failure domains) hold."""
+    lines = _preamble(tls_args, admin_user, port)
+    everyone = [node for shard in shards for node in (shard.master, *shard.replicas)]
+    lines += [f"wait_enabled {address} {name}" for name, address in everyone]
+    first = shards[0].master[1]
+    masters = " ".join(f"{address}:{port}" for _, address in (shard.master for shard in shards))
+    lines += [
+        f'if [ "$(field {first} cluster_slots_assigned)" = "16384" ]; then',
+        "  echo masters already formed",
+        f"elif alone {first}; then",
+        f"  cli --cluster create {masters} --cluster-replicas 0 --cluster-yes",
+        "else",
+        f'  echo "{first} knows other nodes but no slots: a half-formed cluster; '
+        f'inspect it with redis-cli --cluster check" >&2; exit 1',
+        "fi",
+        f"wait_agreement {first}",
+    ]
+    lines += _join_replicas(shards, first, len(everyone))
+    lines += [f"wait_agreement {first}", "echo cluster formed"]
+    return "\n".join(lines)
+
+
+def scale_script(
+    existing: str,
+    shards: list[Shard],
+    total: int,
+    tls_args: tuple[str, ...],
+    admin_user: str,
+    port: int,
+) -> str:
+    """Add shards (masters, then their replicas) and move slots onto the new masters."""
+    lines = _preamble(tls_args, admin_user, port)
+    lines.append(f"close_open_slots {existing}")
+    for shard in shards:
+        name, address = shard.master
+        lines += [
+            f"wait_enabled {address} {name}",
+            f"if alone {address}; then",
+            f"  cli --cluster add-node {address}:{port} {existing}:{port}",
+            "fi",
+        ]
+        lines += [f"wait_enabled {replica} {rname}" for rname, replica in shard.replicas]
+    lines.append(f"wait_agreement {existing}")
+    lines += _join_replicas(shards, existing, total)
+    new = [address for shard in shards for _, address in (shard.master, *shard.replicas)]
+    lines += [
+        f"wait_agreement {existing}",
+        # A node that just joined answers CLUSTERDOWN until it has the whole slot map;
+        # MIGRATE into it would fail, so wait until it says ok.
+        *(f"wait_ok {address}" for address in new),
+        # Moves keys with MIGRATE (over TLS, authenticated as the admin user).
+        f"cli --cluster rebalance {existing}:{port} --cluster-use-empty-masters",
+        f"wait_agreement {existing}",
+        "echo cluster scaled",
+    ]
+    return "\n".join(lines)
+
+
+ADMIN_PASSWORD = password_ref("admin")

@@ -1,0 +1,188 @@
+"""The Cluster topology: bootstrap, clients through MOVED, drills and scale-out.
+
+The cluster runs with cluster-node-timeout 1000 ms (the failover target's setting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from typing import Any
+
+import pytest
+
+import redis
+from infra.client import cluster_client, no_retry, node_client
+from infra.deploy import up
+from infra.drills.cluster import ClusterDrill
+from infra.observe_cluster import cluster_problems, cluster_state
+from infra.scale import scale_cluster
+from infra.verify import verify
+from tests.integration.conftest import DeployFactory, Deployment
+
+NODE_TIMEOUT_MS = 1000
+FAILOVER_BOUND_S = NODE_TIMEOUT_MS / 1000 * 4 + 6
+SCALE_KEYS = 20_000
+
+
+@pytest.fixture(scope="module")
+def cluster(deploy: DeployFactory) -> Deployment:
+    return deploy("cluster", "clu", cluster={"node_timeout_ms": NODE_TIMEOUT_MS})
+
+
+def _healthy(cluster: Deployment) -> None:
+    assert cluster_problems(cluster.info, cluster_state(cluster.info)) == []
+
+
+def _drill(cluster: Deployment, scenario: str) -> dict[str, Any]:
+    report = ClusterDrill(cluster.info, cluster.engine).run(scenario).to_json()
+    assert report["converged"], report["notes"]
+    _healthy(cluster)
+    return report
+
+
+def _still_secure(cluster: Deployment) -> None:
+    failed = [check for check in verify(cluster.info) if not check.passed]
+    assert failed == [], failed
+
+
+def test_up_returns_a_formed_cluster(cluster: Deployment) -> None:
+    _healthy(cluster)
+    state = cluster_state(cluster.info)
+    assert len(state.masters(cluster.info)) == 3
+    # The plan's shards hold: each replica follows the master of its own shard.
+    for node in cluster.info.data_nodes():
+        master = state.master_of_slot_owner(cluster.info, node.name)
+        shard_master = next(n for n in cluster.info.data_nodes() if n.shard == node.shard).name
+        assert master == shard_master, node.name
+
+
+def test_slot_coverage_by_redis_cli_check(cluster: Deployment) -> None:
+    first = cluster.info.data_nodes()[0]
+    assert first.address is not None
+    check = cluster.container(first.container).exec_run(
+        [
+            "sh",
+            "-c",
+            'REDISCLI_AUTH="$1" redis-cli --tls --cacert /etc/redis-infra/tls/ca.crt '
+            "--cert /etc/redis-infra/tls/server.crt --key /etc/redis-infra/tls/server.key "
+            '--user admin --no-auth-warning --cluster check "$2:6379"',
+            "sh",
+            cluster.info.users["admin"].password,
+            first.address,
+        ],
+    )
+    output = check.output.decode()
+    assert check.exit_code == 0, output
+    assert "[OK] All 16384 slots covered." in output
+
+
+def test_bootstrap_is_idempotent(cluster: Deployment) -> None:
+    ids = cluster_state(cluster.info).myid
+    again = up(cluster.topology, cluster.engine, connection_file=cluster.connection_file)
+    assert not again.created
+    assert cluster_state(cluster.info).myid == ids
+
+
+def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: Deployment) -> None:
+    _still_secure(cluster)
+    node = cluster.info.data_nodes()[0]
+    admin = node_client(cluster.info, node, role="admin", decode_responses=True)
+    assert admin.config_get("tls-cluster") == {"tls-cluster": "yes"}
+    assert admin.config_get("tls-replication") == {"tls-replication": "yes"}
+    # The cluster bus (port + 10000, on the internal network only) speaks TLS alone: a
+    # plaintext peer is dropped, a peer with a certificate from the CA gets a handshake.
+    assert node.address is not None
+    bus = (node.address, 16379)
+    with socket.create_connection(bus, timeout=5) as plain:
+        plain.sendall(b"RCmb" + b"\0" * 60)
+        plain.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert plain.recv(64) == b""
+    context = ssl.create_default_context(cafile=cluster.info.tls.ca_file)
+    context.check_hostname = False  # the bus is reached by address
+    context.load_cert_chain(cluster.info.tls.cert_file, cluster.info.tls.key_file)
+    with socket.create_connection(bus, timeout=5) as raw, context.wrap_socket(raw) as tls:
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        peer: Any = tls.getpeercert()
+        assert ("commonName", node.name) in [field for rdn in peer["subject"] for field in rdn]
+
+
+def test_client_follows_moved_from_the_host(cluster: Deployment) -> None:
+    client = cluster_client(cluster.info, retry=no_retry())
+    for i in range(300):  # keys over many slots, so over every shard
+        assert client.set(f"moved:{i}", i)
+    assert all(client.get(f"moved:{i}") == str(i).encode() for i in range(300))
+    # A node asked for a key it does not own answers MOVED with a name on the network.
+    key = "moved:0"
+    owner = client.get_node_from_key(key)
+    other = next(
+        n for n in cluster.info.data_nodes() if (n.host, n.port) != (owner.host, int(owner.port))
+    )
+    with pytest.raises(redis.exceptions.MovedError) as moved:
+        node_client(cluster.info, other, retry=no_retry()).get(key)
+    assert moved.value.host.startswith(cluster.name)
+    # Every node the client knows is a published loopback address, not an internal one.
+    assert {node.host for node in client.get_nodes()} == {"127.0.0.1"}
+
+
+def test_kill_master_promotes_a_replica_without_loss(cluster: Deployment) -> None:
+    report = _drill(cluster, "kill-master")
+    writes = report["writes"]
+    assert report["failover"] and report["old_master_rejoined_as_replica"] is True
+    assert report["time_to_new_master_s"] <= FAILOVER_BOUND_S
+    assert 0 < writes["write_outage_s"] <= FAILOVER_BOUND_S
+    assert writes["acknowledged_lost"] == 0
+    _still_secure(cluster)
+
+
+def test_pause_master_fails_over_without_loss(cluster: Deployment) -> None:
+    report = _drill(cluster, "pause-master")
+    assert report["failover"] and report["old_master_rejoined_as_replica"] is True
+    assert report["writes"]["acknowledged_lost"] == 0
+
+
+def test_restart_node_comes_back_without_loss(cluster: Deployment) -> None:
+    report = _drill(cluster, "restart-node")
+    assert report["writes"]["acknowledged_lost"] == 0
+    if report["failover"]:  # the restart outlasted node-timeout: it must be a replica now
+        assert report["old_master_rejoined_as_replica"] is True
+
+
+def test_partition_master_stops_writes_after_node_timeout(cluster: Deployment) -> None:
+    report = _drill(cluster, "partition-master")
+    details, writes = report["details"], report["writes"]
+    assert report["failover"] and report["old_master_rejoined_as_replica"] is True
+    assert writes["acknowledged_lost"] == details.get("stale_master_lost", 0)
+    # The cut-off master refuses writes once it misses the majority for node-timeout.
+    assert details.get("loss_window_s", 0) <= NODE_TIMEOUT_MS / 1000 * 2 + 2
+
+
+def test_restart_all_keeps_identities_and_every_key(cluster: Deployment) -> None:
+    report = _drill(cluster, "restart-all")
+    details = report["details"]
+    assert details["identities_kept"] is True
+    assert details["spread_keys_missing"] == 0 and details["spread_keys_checked"] == 10_000
+    assert report["writes"]["acknowledged_lost"] == 0
+
+
+def test_scale_out_keeps_every_key(cluster: Deployment) -> None:
+    client = cluster_client(cluster.info)
+    for start in range(0, SCALE_KEYS, 1000):
+        pipe = client.pipeline()
+        for i in range(start, start + 1000):
+            pipe.set(f"scale:{i}", i)
+        pipe.execute()
+    result = scale_cluster(cluster.name, 4, cluster.engine)
+    assert result.masters_after == 4 and len(result.new_nodes) == 2
+    state = cluster_state(result.info)
+    assert cluster_problems(result.info, state) == []
+    assert len(state.masters(result.info)) == 4
+    after = cluster_client(result.info)
+    missing = [i for i in range(SCALE_KEYS) if after.get(f"scale:{i}") != str(i).encode()]
+    assert missing == []
+    # The new master really serves keys now.
+    new_master = result.new_nodes[0]
+    admin = node_client(result.info, new_master, role="admin")
+    assert admin.dbsize() > 0

@@ -1,0 +1,149 @@
+"""The Sentinel topology: bring-up, clients that follow failovers, and the five drills.
+
+The group runs with down-after-milliseconds 1000 (the failover target's setting);
+the restart drill uses the shipped default, which is chosen to outlast a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+import pytest
+
+from infra.client import connect, no_retry
+from infra.deploy import down, up
+from infra.drills.sentinel import SentinelDrill
+from infra.observe import convergence_problems, group_state
+from infra.topology import load_topology
+from infra.verify import verify
+from tests.integration.conftest import DeployFactory, Deployment, unique_name
+
+DOWN_AFTER_MS = 1000
+# Generous: detection (down-after) + agreement + election + promotion, on a busy CI box.
+FAILOVER_BOUND_S = DOWN_AFTER_MS / 1000 * 3 + 5
+
+
+@pytest.fixture(scope="module")
+def group(deploy: DeployFactory) -> Deployment:
+    return deploy("sentinel", "sen", sentinel={"down_after_ms": DOWN_AFTER_MS})
+
+
+def _drill(group: Deployment, scenario: str) -> dict[str, Any]:
+    report = SentinelDrill(group.info, group.engine).run(scenario).to_json()
+    assert report["converged"], report["notes"]
+    state = group_state(group.info)
+    assert convergence_problems(group.info, state) == []
+    assert len(state.masters()) == 1
+    return report
+
+
+def _still_secure(group: Deployment) -> None:
+    failed = [check for check in verify(group.info) if not check.passed]
+    assert failed == [], failed
+
+
+def test_up_waits_for_a_converged_group(group: Deployment) -> None:
+    info = group.info
+    assert info.service_name == "mymaster"
+    assert [n.role for n in info.nodes].count("sentinel") == 3
+    state = group_state(info)
+    assert state.masters() == [f"{group.name}-data-0"]
+    assert all(
+        role and role.link_up for name, role in state.roles.items() if role and role.role == "slave"
+    )
+    assert all(
+        view and view.other_sentinels == 2 and view.replicas == 2 for view in state.views.values()
+    )
+
+
+def test_every_node_is_tls_only_and_least_privilege(group: Deployment) -> None:
+    _still_secure(group)
+
+
+def test_sentinel_client_writes_to_the_master_from_the_host(group: Deployment) -> None:
+    client = connect(group.info, retry=no_retry())
+    assert client.set("sentinel:hello", "world")
+    assert client.get("sentinel:hello") == b"world"
+    # Sentinels announce names on the internal network; the client got a loopback port.
+    pool: Any = client.connection_pool  # a SentinelConnectionPool
+    host, port = pool.get_master_address()
+    master = group.info.node(f"{group.name}-data-0")
+    assert (host, port) == (master.host, master.port) == ("127.0.0.1", master.port)
+
+
+def test_kill_master_fails_over_without_losing_acknowledged_writes(group: Deployment) -> None:
+    report = _drill(group, "kill-master")
+    writes = report["writes"]
+    assert report["failover"] and report["new_master"] != report["old_master"]
+    assert report["time_to_new_master_s"] <= FAILOVER_BOUND_S
+    assert 0 < writes["write_outage_s"] <= FAILOVER_BOUND_S
+    assert writes["acknowledged_lost"] == 0
+    assert writes["acknowledged"] > 5000  # the client reconnected by itself and kept writing
+    assert report["old_master_rejoined_as_replica"] is True
+    _still_secure(group)
+
+
+def test_pause_master_fails_over_without_losing_acknowledged_writes(group: Deployment) -> None:
+    report = _drill(group, "pause-master")
+    assert report["failover"]
+    assert report["time_to_new_master_s"] <= FAILOVER_BOUND_S
+    assert report["writes"]["acknowledged_lost"] == 0
+    assert report["old_master_rejoined_as_replica"] is True
+    _still_secure(group)
+
+
+def test_partition_master_losses_are_the_stale_masters_and_bounded(group: Deployment) -> None:
+    report = _drill(group, "partition-master")
+    details, writes = report["details"], report["writes"]
+    assert report["failover"] and report["old_master_rejoined_as_replica"] is True
+    # Every acknowledged write lost is one the cut-off master took after the fault ...
+    assert writes["acknowledged_lost"] == details["stale_master_lost"]
+    if writes["acknowledged_lost"]:
+        assert details["lost_acknowledged_by"] == {
+            report["old_master"]: writes["acknowledged_lost"]
+        }
+    # ... for no longer than min-replicas-max-lag allows (plus detection slack).
+    max_lag = report["configured"]["min_replicas_max_lag"]
+    assert details.get("loss_window_s", 0) <= max_lag + 3
+    _still_secure(group)
+
+
+def test_losing_the_sentinel_majority_prevents_failover(group: Deployment) -> None:
+    report = _drill(group, "kill-sentinels")
+    assert report["failover"] is False
+    assert report["new_master"] == report["old_master"]
+    assert "NOQUORUM" in report["details"]["ckquorum"]
+    assert report["writes"]["acknowledged_lost"] == 0
+    _still_secure(group)
+
+
+def test_up_again_after_failovers_keeps_the_current_master(group: Deployment) -> None:
+    master = group_state(group.info).masters()[0]
+    again = up(group.topology, group.engine, connection_file=group.connection_file)
+    assert not again.created
+    client = connect(group.info)
+    client.set("sentinel:kept", "yes")
+    # Recreate every container from kept volumes: the config job keeps the roles and
+    # the sentinels' knowledge that Sentinel recorded, so nothing reverts to data-0.
+    down(group.name, group.engine, keep_data=True)
+    up(group.topology, group.engine, connection_file=group.connection_file)
+    state = group_state(group.info)
+    assert convergence_problems(group.info, state) == []
+    assert state.masters() == [master]
+    assert connect(group.info).get("sentinel:kept") == b"yes"
+
+
+def test_clean_restart_with_default_timeouts_neither_fails_over_nor_loses(
+    engine: docker.DockerClient, redis_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    name = unique_name("restart")
+    topology = load_topology("sentinel", name, {"image": redis_image})
+    try:
+        result = up(topology, engine, connection_file=tmp_path_factory.mktemp(name) / "c.json")
+        report = SentinelDrill(result.info, engine).run("restart-master").to_json()
+    finally:
+        down(name, engine, keep_data=False)
+    assert report["converged"]
+    assert report["failover"] is False and report["new_master"] == report["old_master"]
+    assert report["writes"]["acknowledged_lost"] == 0

@@ -1,0 +1,75 @@
+"""The config job's install functions, run with busybox sh as in the image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.plan import CONFIG_JOB_FUNCTIONS
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def _run(tmp_path: Path, call: str) -> None:
+    script = f"set -eu\nOWNER={os.getuid()}:{os.getgid()}\n{CONFIG_JOB_FUNCTIONS}\n{call}\n"
+    done = subprocess.run([BUSYBOX, "sh", "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def staged(tmp_path: Path) -> Path:
+    path = tmp_path / "staged.conf"
+    path.write_text("port 0\nmaxmemory 300mb\nreplicaof node-0 6379\n")
+    return path
+
+
+def test_first_install_takes_the_rendered_role(tmp_path: Path, staged: Path) -> None:
+    target = tmp_path / "redis.conf"
+    _run(tmp_path, f"install_keeping_role {staged} {target} 0600")
+    assert target.read_text() == staged.read_text()
+    assert (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_reinstall_keeps_the_role_sentinel_recorded(tmp_path: Path, staged: Path) -> None:
+    target = tmp_path / "redis.conf"
+    # After a failover Sentinel's CONFIG REWRITE left this node following node-2 ...
+    target.write_text("port 0\nmaxmemory 256mb\nreplicaof node-2 6379\n")
+    _run(tmp_path, f"install_keeping_role {staged} {target} 0600")
+    # ... new settings arrive, the recorded role stays.
+    assert target.read_text() == "port 0\nmaxmemory 300mb\nreplicaof node-2 6379\n"
+    # A node that was promoted has no replicaof line: it stays a master.
+    target.write_text("port 0\nmaxmemory 256mb\n")
+    _run(tmp_path, f"install_keeping_role {staged} {target} 0600")
+    assert target.read_text() == "port 0\nmaxmemory 300mb\n"
+
+
+def test_reinstall_keeps_the_master_and_peers_sentinel_learned(tmp_path: Path) -> None:
+    staged = tmp_path / "staged.conf"
+    staged.write_text(
+        "sentinel monitor mymaster n-data-0 6379 2\n"
+        "sentinel down-after-milliseconds mymaster 5000\n"
+    )
+    target = tmp_path / "sentinel.conf"
+    target.write_text(
+        "sentinel monitor mymaster n-data-1 6379 2\n"
+        "sentinel down-after-milliseconds mymaster 1000\n"
+        "sentinel myid 0123abcd\n"
+        "sentinel current-epoch 3\n"
+        "sentinel known-replica mymaster n-data-0 6379\n"
+        "sentinel known-sentinel mymaster n-sentinel-1 26379 4567ef\n"
+        "user app on #abc -@all\n"
+    )
+    _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
+    assert target.read_text() == (
+        "sentinel monitor mymaster n-data-1 6379 2\n"  # the current master, not the first one
+        "sentinel down-after-milliseconds mymaster 5000\n"  # the new setting
+        "sentinel myid 0123abcd\n"
+        "sentinel current-epoch 3\n"
+        "sentinel known-replica mymaster n-data-0 6379\n"
+        "sentinel known-sentinel mymaster n-sentinel-1 26379 4567ef\n"
+    )

@@ -1,0 +1,106 @@
+"""Pure parts of the drills: convergence rules and the write accounting."""
+
+from __future__ import annotations
+
+from infra.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
+from infra.drills.report import write_outcome
+from infra.drills.writer import WriteLog, WriteRecord
+from infra.observe import GroupState, NodeRole, SentinelView, convergence_problems
+
+
+def _info() -> ConnectionInfo:
+    nodes = [
+        NodeAddress(
+            f"g-data-{i}",
+            f"g-data-{i}",
+            "master" if i == 0 else "replica",
+            "127.0.0.1",
+            21000 + i,
+            f"g-data-{i}:6379",
+        )
+        for i in range(3)
+    ]
+    nodes += [
+        NodeAddress(
+            f"g-sentinel-{i}",
+            f"g-sentinel-{i}",
+            "sentinel",
+            "127.0.0.1",
+            22000 + i,
+            f"g-sentinel-{i}:26379",
+        )
+        for i in range(3)
+    ]
+    return ConnectionInfo(
+        "g",
+        "sentinel",
+        "g-net",
+        TlsPaths("a", "b", "c"),
+        {"app": Credentials("app", "x")},
+        tuple(nodes),
+        "mymaster",
+    )
+
+
+def _healthy(master: str = "g-data-1") -> GroupState:
+    state = GroupState()
+    for i in range(3):
+        name = f"g-data-{i}"
+        state.roles[name] = (
+            NodeRole("master", None, False, 2)
+            if name == master
+            else NodeRole("slave", master, True, 0)
+        )
+    for i in range(3):
+        state.views[f"g-sentinel-{i}"] = SentinelView(master, "master", 2, 2)
+    return state
+
+
+def test_a_converged_group_has_no_problems() -> None:
+    assert convergence_problems(_info(), _healthy()) == []
+
+
+def test_two_masters_are_a_split_brain() -> None:
+    state = _healthy()
+    state.roles["g-data-0"] = NodeRole("master", None, False, 0)
+    problems = convergence_problems(_info(), state)
+    assert any("2 data nodes report role master" in p for p in problems)
+
+
+def test_sentinels_must_agree_and_see_everyone() -> None:
+    state = _healthy()
+    state.views["g-sentinel-2"] = SentinelView("g-data-0", "master", 1, 1)
+    problems = convergence_problems(_info(), state)
+    assert any("do not agree" in p for p in problems)
+    assert any("sees 1 healthy replicas" in p for p in problems)
+    state.views["g-sentinel-2"] = None
+    assert any("g-sentinel-2 is unreachable" in p for p in convergence_problems(_info(), state))
+
+
+def test_a_replica_with_its_link_down_is_not_converged() -> None:
+    state = _healthy()
+    state.roles["g-data-2"] = NodeRole("slave", "g-data-1", False, 0)
+    assert any("link down" in p for p in convergence_problems(_info(), state))
+
+
+def _log(pattern: list[tuple[float, bool, bool]]) -> WriteLog:
+    log = WriteLog("t")
+    for seq, (done, acknowledged, rejected) in enumerate(pattern):
+        log.records.append(WriteRecord(seq, done - 0.001, done, acknowledged, "n", None, rejected))
+    return log
+
+
+def test_outage_is_the_longest_gap_around_the_fault_and_losses_are_counted() -> None:
+    # acks every 10 ms, a fault at 1.0 s, nothing acknowledged until 2.5 s
+    pattern = [(i / 100, True, False) for i in range(101)]
+    pattern += [(1.2, False, True), (1.7, False, False)]  # refused, then timed out
+    pattern += [(2.5 + i / 100, True, False) for i in range(50)]
+    log = _log(pattern)
+    stored = {log.key(r.seq): str(r.seq) for r in log.records if r.acknowledged}
+    del stored[log.key(5)]  # one acknowledged write is gone
+    stored[log.key(102)] = "102"  # the timed-out one landed after all
+    outcome = write_outcome(log, lambda keys: [stored.get(k) for k in keys], fault_at_s=1.0)
+    assert outcome.write_outage_s == 1.5 and outcome.outage_from_s == 1.0
+    assert outcome.acknowledged == 151 and outcome.acknowledged_lost == 1
+    assert outcome.lost_sequence_numbers == [5]
+    assert (outcome.rejected, outcome.indeterminate, outcome.indeterminate_applied) == (1, 1, 1)
