@@ -263,6 +263,91 @@ def cmd_measure_scale(args: argparse.Namespace) -> int:
     return EXIT_OK if report["keys_missing_after"] == 0 else EXIT_FAILED
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from infra.deploy import connection_file_for
+    from infra.docker_engine import docker_client
+    from infra.load import LoadPlan, run_load
+
+    engine = docker_client()
+    connection = args.connection or connection_file_for(args.name, engine)
+    plan = LoadPlan(
+        connection_file=connection,
+        profile=args.profile,
+        users=args.users,
+        duration_s=args.duration,
+        processes=args.processes,
+        slo_file=args.slo,
+        out_dir=args.out or Path("reports") / "load" / args.name,
+        drill=args.drill,
+        drill_after_s=args.drill_after,
+        wait_ms=args.wait_ms,
+    )
+    result = run_load(plan, engine)
+    total = result.summary["total"]
+    print(
+        f"{plan.profile} load on '{args.name}': {total['requests_per_s']:.0f} requests/s "
+        f"({total['requests_per_s_per_worker']:.0f} per worker process "
+        f"x {result.summary['workers']}), "
+        f"{total['errors']} errors; p50 {total['p50_us']} us, p99 {total['p99_us']} us"
+    )
+    for name, figures in result.summary["request_types"].items():
+        print(
+            f"  {name:<22} {figures['count']:>9} req {figures['rps']:>9.0f}/s  "
+            f"p50 {figures['p50_us']} us  p99 {figures['p99_us']} us  "
+            f"p99.9 {figures['p999_us']} us  errors {figures['errors']}"
+        )
+    print(f"  exact summary: {result.summary_file}; Locust report: {result.html_report}")
+    if result.fault_window is not None and result.drill is not None:
+        window = result.fault_window
+        print(
+            f"  {result.drill['scenario']}: baseline {window['baseline_requests_per_s']} req/s, "
+            f"p99 {window['baseline_p99_us']} us; after the fault: worst p99 "
+            f"{window['worst_p99_us_after_fault']} us, {window['errors_after_fault']} errors, "
+            f"{window['seconds_below_half_throughput']} s below half throughput; "
+            f"plot: {result.plot}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": result.summary,
+                    "drill": result.drill,
+                    "fault_window": result.fault_window,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    return result.exit_code
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from infra.bench import bench
+    from infra.deploy import connection_file_for
+    from infra.docker_engine import docker_client
+
+    connection = args.connection or connection_file_for(args.name, docker_client())
+    result = bench(
+        connection, args.clients, args.duration, args.out or Path("reports") / "bench" / args.name
+    )
+    for command, native in result.redis_benchmark.items():
+        ours = result.locust["request_types"].get(f"bench.{command}")
+        if ours:
+            print(
+                f"{command.upper()}: redis-benchmark {native['rps']:.0f}/s "
+                f"p50 {native['p50_ms']} ms "
+                f"p99 {native['p99_ms']} ms | locust+redis-py {ours['rps']:.0f}/s "
+                f"p50 {ours['p50_us'] / 1000:.3f} ms p99 {ours['p99_us'] / 1000:.3f} ms"
+            )
+    print(
+        "ratios (ours / redis-benchmark): "
+        + ", ".join(f"{key} {value}" for key, value in result.ratios.items())
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result.__dict__, indent=2, default=str) + "\n")
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from infra.certs import ensure_certificates
     from infra.plan import build_plan
@@ -391,6 +476,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=int, default=100_000)
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     p.set_defaults(handler=cmd_measure_scale)
+
+    p = commands.add_parser("load", help="run the Locust scenarios against a deployment")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    p.add_argument(
+        "--profile",
+        default="mixed",
+        help="mixed, session, cache, ratelimit, leaderboard, counters, pubsub, bench",
+    )
+    p.add_argument("--users", type=int, default=50, help="concurrent users (all processes)")
+    p.add_argument("--duration", type=int, default=30, help="seconds; the run stops by itself")
+    p.add_argument("--processes", type=int, default=1, help="worker processes (one per core)")
+    p.add_argument(
+        "--wait-ms",
+        type=float,
+        default=0.0,
+        help="think time per user between tasks; 0 measures capacity",
+    )
+    p.add_argument("--slo", type=Path, help="SLO file; a missed target exits 1")
+    p.add_argument("--drill", help="a drill scenario to run during the load (Sentinel, Cluster)")
+    p.add_argument("--drill-after", type=float, default=10.0, help="seconds into the load")
+    p.add_argument("--out", type=Path, help="directory for the reports (default reports/load/NAME)")
+    p.add_argument("--json", type=Path, help="write summary, drill and fault window as JSON")
+    p.set_defaults(handler=cmd_load)
+
+    p = commands.add_parser("bench", help="redis-benchmark next to the Locust harness")
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--connection", type=Path)
+    p.add_argument("--clients", type=int, default=50, help="concurrency of both tools")
+    p.add_argument("--duration", type=int, default=15, help="seconds of Locust load")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--json", type=Path)
+    p.set_defaults(handler=cmd_bench)
 
     p = commands.add_parser("render", help="write every rendered file for inspection")
     _add_topology_options(p, name_required=False)

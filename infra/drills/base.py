@@ -102,6 +102,7 @@ class Drill(ABC):
             report.notes.append(str(exc))
         time.sleep(0.3)  # a few writes on the converged deployment
         log = writer.stop()
+        report.details["fault_at_epoch"] = round(writer.epoch(report.fault_at_s), 3)
         self.account(report, log)
         return report
 

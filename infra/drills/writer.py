@@ -103,13 +103,19 @@ class SequencedWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"writer-{prefix}", daemon=True)
         self.started_at = 0.0
+        self.started_epoch = 0.0
 
     def now(self) -> float:
         """Seconds on the writer's clock (the one its records use)."""
         return self.clock() - self.started_at
 
+    def epoch(self, writer_seconds: float) -> float:
+        """Wall-clock time of a moment on the writer's clock (to line up other records)."""
+        return self.started_epoch + writer_seconds
+
     def start(self) -> SequencedWriter:
         self.started_at = self.clock()
+        self.started_epoch = time.time()
         self._thread.start()
         return self
 

@@ -1,0 +1,152 @@
+"""`redis-infra bench`: the harness's own overhead, against redis-benchmark.
+
+redis-benchmark (C, TLS, an ACL user) and the Locust `bench` profile (GET and SET of
+a small value through redis-py) run against the same node at the same concurrency;
+the ratio of their throughput and latencies is what Locust and redis-py cost.
+redis-benchmark only takes a password on its command line, so it runs as a
+throwaway ACL user allowed GET, SET and PING on its own keys, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.client import node_client
+from infra.connection import ConnectionInfo, NodeAddress, read_connection_file
+from infra.errors import DeploymentError, EngineError
+from infra.load import LoadPlan, run_load
+from infra.observe import group_state
+from infra.observe_cluster import cluster_state
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    redis_benchmark: dict[str, dict[str, float]]  # test -> rps, p50_ms, p99_ms
+    locust: dict[str, Any]
+    ratios: dict[str, float]
+
+
+def _target(info: ConnectionInfo) -> NodeAddress:
+    """The node that takes writes: the master (single, Sentinel) or any node (Cluster)."""
+    if info.topology == "sentinel":
+        return info.node(group_state(info).masters()[0])
+    return info.data_nodes()[0]
+
+
+def _masters(info: ConnectionInfo) -> list[NodeAddress]:
+    if info.topology == "cluster":
+        return [info.node(name) for name in cluster_state(info).masters(info)]
+    return [_target(info)]
+
+
+def run_redis_benchmark(
+    info: ConnectionInfo, clients: int, requests: int
+) -> dict[str, dict[str, float]]:
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise EngineError("redis-benchmark is not installed. Fix: apt-get install -y redis-tools")
+    user, password = f"bench-{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+    nodes = info.data_nodes() if info.topology == "cluster" else [_target(info)]
+    commands = ["+get", "+set", "+ping", "+cluster|nodes", "+cluster|slots", "+config|get"]
+    for node in nodes:
+        admin = node_client(info, node, role="admin")
+        admin.acl_setuser(
+            user,
+            reset=True,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["key:*"],
+            commands=commands,
+        )
+        admin.close()
+    target = _target(info)
+    command = [
+        binary,
+        "-h",
+        str(target.host),
+        "-p",
+        str(target.port),
+        "--tls",
+        "--cacert",
+        info.tls.ca_file,
+        "--cert",
+        info.tls.cert_file,
+        "--key",
+        info.tls.key_file,
+        "--user",
+        user,
+        "-a",
+        password,
+        "-c",
+        str(clients),
+        "-n",
+        str(requests),
+        "-t",
+        "set,get",
+        "-d",
+        "3",
+        "-r",
+        "100000",
+        "--csv",
+        "--precision",
+        "3",
+    ]
+    if info.topology == "cluster":
+        command.append("--cluster")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        for node in nodes:
+            admin = node_client(info, node, role="admin")
+            admin.acl_deluser(user)
+            admin.close()
+    if done.returncode != 0 or not done.stdout.strip():
+        raise DeploymentError(
+            f"redis-benchmark failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    return {
+        row["test"].lower(): {
+            "rps": float(row["rps"]),
+            "p50_ms": float(row["p50_latency_ms"]),
+            "p99_ms": float(row["p99_latency_ms"]),
+        }
+        for row in rows
+    }
+
+
+def bench(connection_file: Path, clients: int, duration_s: int, out_dir: Path) -> BenchResult:
+    info = read_connection_file(connection_file)
+    locust = run_load(
+        LoadPlan(
+            connection_file,
+            profile="bench",
+            users=clients,
+            duration_s=duration_s,
+            processes=1,
+            out_dir=out_dir,
+        )
+    )
+    types = locust.summary["request_types"]
+    requests = int(sum(t["count"] for t in types.values()) / 2) or 10_000
+    native = run_redis_benchmark(info, clients, requests)
+    ratios: dict[str, float] = {}
+    for command in ("get", "set"):
+        ours, theirs = types.get(f"bench.{command}"), native.get(command)
+        if not ours or not theirs:
+            continue
+        ratios[f"{command}_throughput"] = round(ours["rps"] / theirs["rps"], 3)
+        ratios[f"{command}_p50"] = (
+            round(ours["p50_us"] / 1000 / theirs["p50_ms"], 3) if theirs["p50_ms"] else 0.0
+        )
+        ratios[f"{command}_p99"] = (
+            round(ours["p99_us"] / 1000 / theirs["p99_ms"], 3) if theirs["p99_ms"] else 0.0
+        )
+    return BenchResult(native, locust.summary, ratios)
