@@ -22,8 +22,7 @@ from infra.client import node_client
 from infra.connection import ConnectionInfo, NodeAddress, read_connection_file
 from infra.errors import DeploymentError, EngineError
 from infra.load import LoadPlan, run_load
-from infra.observe import group_state
-from infra.observe_cluster import cluster_state
+from infra.observe_sentinel import group_state
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,6 @@ def _target(info: ConnectionInfo) -> NodeAddress:
     if info.topology == "sentinel":
         return info.node(group_state(info).masters()[0])
     return info.data_nodes()[0]
-
-
-def _masters(info: ConnectionInfo) -> list[NodeAddress]:
-    if info.topology == "cluster":
-        return [info.node(name) for name in cluster_state(info).masters(info)]
-    return [_target(info)]
 
 
 def run_redis_benchmark(
@@ -111,7 +104,12 @@ def run_redis_benchmark(
         raise DeploymentError(
             f"redis-benchmark failed ({done.returncode}): {done.stderr.strip()[-500:]}"
         )
-    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    # With --cluster, redis-benchmark prints the cluster's layout before the CSV.
+    lines = done.stdout.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith('"test"')), None)
+    if header is None:
+        raise DeploymentError(f"redis-benchmark printed no CSV: {done.stdout[-500:]}")
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines[header:]))))
     return {
         row["test"].lower(): {
             "rps": float(row["rps"]),

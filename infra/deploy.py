@@ -35,7 +35,7 @@ from infra.errors import ConfigError, DeploymentError
 from infra.image import ensure_image_available
 from infra.layout import nodes
 from infra.model import Topology
-from infra.observe import node_role
+from infra.observe_sentinel import node_role
 from infra.plan import LABEL_ROLE, JobSpec, Plan, build_plan, needs_fixed_addresses
 from infra.readiness import wait_for_ping, wait_topology_ready
 from infra.secrets import CLIENT_KEY_REF

@@ -120,6 +120,9 @@ def locust_command(plan: LoadPlan) -> list[str]:
         "--only-summary",
         "--loglevel",
         "WARNING",
+        # Failed requests are measured, not fatal: the SLO file (max_error_ratio) decides.
+        "--exit-code-on-error",
+        "0",
     ]
     if plan.processes > 1:
         command += ["--processes", str(plan.processes)]

@@ -9,8 +9,8 @@ import redis
 from infra.client import no_retry, node_client
 from infra.connection import ConnectionInfo
 from infra.errors import DeploymentError
-from infra.observe import wait_converged
 from infra.observe_cluster import wait_cluster_ready
+from infra.observe_sentinel import wait_converged
 
 
 def wait_for_ping(

@@ -17,8 +17,8 @@ from redis.cluster import RedisCluster
 import redis
 from infra.client import cluster_client, connect, no_retry, node_client, tls_options
 from infra.connection import ConnectionInfo, NodeAddress
-from infra.observe import convergence_problems, group_state
 from infra.observe_cluster import cluster_problems, cluster_state
+from infra.observe_sentinel import convergence_problems, group_state
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from infra.drills.base import Drill, Reader, Scenario
 from infra.drills.report import DrillReport
 from infra.drills.writer import NotSentError, SequencedWriter
 from infra.errors import DeploymentError
-from infra.observe import wait_converged
+from infra.observe_sentinel import wait_converged
 
 SCENARIOS = ("kill-master", "pause-master", "partition-master", "kill-sentinels", "restart-master")
 

@@ -125,22 +125,6 @@ class SequencedWriter:
         self.target.close()
         return self.log
 
-    def wait_acknowledged(self, count: int, timeout_s: float) -> bool:
-        """Until `count` writes were acknowledged in a row since the call (or timeout)."""
-        deadline = time.monotonic() + timeout_s
-        start = len(self.log.records)
-        while time.monotonic() < deadline:
-            recent = self.log.records[start:]
-            streak = 0
-            for record in reversed(recent):
-                if not record.acknowledged:
-                    break
-                streak += 1
-            if streak >= count:
-                return True
-            time.sleep(0.02)
-        return False
-
     def _run(self) -> None:
         seq = 0
         next_at = self.clock()

@@ -14,7 +14,7 @@ import pytest
 from infra.client import connect, no_retry
 from infra.deploy import down, up
 from infra.drills.sentinel import SentinelDrill
-from infra.observe import convergence_problems, group_state
+from infra.observe_sentinel import convergence_problems, group_state
 from infra.topology import load_topology
 from infra.verify import verify
 from tests.integration.conftest import DeployFactory, Deployment, unique_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from infra.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
 from infra.drills.report import write_outcome
 from infra.drills.writer import WriteLog, WriteRecord
-from infra.observe import GroupState, NodeRole, SentinelView, convergence_problems
+from infra.observe_sentinel import GroupState, NodeRole, SentinelView, convergence_problems
 
 
 def _info() -> ConnectionInfo:
