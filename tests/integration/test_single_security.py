@@ -65,9 +65,11 @@ def test_plaintext_connection_is_refused(single: Deployment) -> None:
     with socket.create_connection(_address(single), timeout=5) as plain:
         plain.sendall(b"PING\r\n")
         plain.settimeout(5)
-        reply = plain.recv(64)
-    # The TLS listener drops a client that does not speak TLS: no +PONG, no data.
-    assert b"PONG" not in reply
+        try:
+            reply = plain.recv(64)
+        except ConnectionResetError:  # Redis's TLS listener resets a non-TLS peer ...
+            reply = b""
+    # ... or, through Docker's userland proxy, the connection just closes: never a PONG.
     assert reply == b""
 
 
