@@ -38,7 +38,6 @@ from infra.model import Topology
 from infra.observe_sentinel import node_role
 from infra.plan import LABEL_ROLE, JobSpec, Plan, build_plan, needs_fixed_addresses
 from infra.readiness import wait_for_ping, wait_topology_ready
-from infra.secrets import CLIENT_KEY_REF
 from infra.state import StateDir, default_state_dir, port_in_use
 
 READY_TIMEOUT_S = 90.0
@@ -53,8 +52,8 @@ class DeploymentDiffersError(DeploymentError):
         lines += [f"  - {difference}" for difference in differences]
         lines.append(
             f"Fix: to apply the change and keep the data, run `redis-infra down --name {name} "
-            f"--keep-data` then `redis-infra up` again with the same options "
-            f"(connection file: {connection_file})"
+            f"--keep-data`, then this `redis-infra up` again (connection file: {connection_file}); "
+            "a scaled cluster needs --set cluster.masters=<its masters> instead"
         )
         super().__init__("\n".join(lines))
 
@@ -113,7 +112,6 @@ def prepare(
         key_file=str(certificates.client_key_file),
     )
     info = build_connection_info(plan.outputs, tls, secrets, host_ports)
-    assert CLIENT_KEY_REF.name in secrets
     return Prepared(topology, state, plan, secrets, host_ports, info)
 
 

@@ -19,6 +19,7 @@ from pulumi.runtime.config import get_config
 
 from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisDeploymentArgs
 from infra.certs import load_brought_files, load_generated
+from infra.deploy import single_engine_only
 from infra.errors import ConfigError, Problem
 from infra.model import Topology
 from infra.plan import build_plan, needs_fixed_addresses
@@ -98,6 +99,7 @@ def password_outputs(
 def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     """Build the stack's component and export what clients need."""
     topology = load_stack_topology(config, stack)
+    single_engine_only(topology)  # one Docker provider for now, whatever the plan's domains
     tls_dir = PROJECT_ROOT / (config.get("tlsDir") or f"certs/{stack}")
     certs_fix = (
         f"run `redis-infra certs --topology {config.get('topology') or 'single'} "
