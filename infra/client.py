@@ -70,6 +70,15 @@ def node_client(
     )
 
 
+def admin_probe(
+    info: ConnectionInfo, node: NodeAddress | str, timeout_s: float = 1.0
+) -> redis.Redis:
+    """An admin client that answers or fails fast: for observing nodes, never for load."""
+    return node_client(
+        info, node, role="admin", socket_timeout=timeout_s, retry=no_retry(), decode_responses=True
+    )
+
+
 def connect(info: ConnectionInfo, *, role: str = "app", **options: Any) -> redis.Redis:
     """The client an application would use for this deployment: the single node, or
     the current master through Sentinel."""

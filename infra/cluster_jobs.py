@@ -49,21 +49,19 @@ wait_agreement() {  # ADDRESS: until every node agrees on the slot map
 meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
   if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
 }
-wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEET)
+wait_field() {  # ADDRESS FIELD VALUE: until CLUSTER INFO on the node shows FIELD:VALUE
   i=0
-  until [ "$(field "$1" cluster_known_nodes)" = "$2" ]; do
+  until [ "$(field "$1" "$2")" = "$3" ]; do
     i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 knows too few of the $2 nodes" >&2; exit 1; }
+    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 never reported $2:$3" >&2; exit 1; }
     sleep 0.2
   done
 }
+wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEET)
+  wait_field "$1" cluster_known_nodes "$2"
+}
 wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
-  i=0
-  until [ "$(field "$1" cluster_state)" = "ok" ]; do
-    i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 never reached cluster_state:ok" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_field "$1" cluster_state ok
 }
 close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
   if ! cli --cluster check "$1:$PORT" >/dev/null 2>&1; then

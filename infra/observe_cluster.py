@@ -3,14 +3,13 @@ sees them. Used by `up` (readiness), `scale`, the drills and the tests."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from infra.client import no_retry, node_client
+from infra.client import admin_probe
 from infra.connection import ConnectionInfo
-from infra.errors import DeploymentError
+from infra.polling import until_healthy
 
 SLOTS = 16384
 
@@ -93,16 +92,10 @@ class ClusterState:
         return info.node_name(master.address) if master else None
 
 
-def _admin(info: ConnectionInfo, node: str) -> redis.Redis:
-    return node_client(
-        info, node, role="admin", socket_timeout=1.0, retry=no_retry(), decode_responses=True
-    )
-
-
 def cluster_state(info: ConnectionInfo) -> ClusterState:
     state = ClusterState()
     for node in info.data_nodes():
-        client = _admin(info, node.name)
+        client = admin_probe(info, node.name)
         try:
             raw_info = client.execute_command("CLUSTER", "INFO")
             state.info[node.name] = dict(
@@ -164,23 +157,13 @@ def cluster_problems(info: ConnectionInfo, state: ClusterState) -> list[str]:
 
 
 def wait_cluster_ready(
-    info: ConnectionInfo,
-    timeout_s: float,
-    alive: Callable[[], None] | None = None,
-    poll_s: float = 0.2,
+    info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
 ) -> ClusterState:
     """Until every node reports the whole cluster healthy; the final state."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = cluster_state(info)
-        problems = cluster_problems(info, state)
-        if not problems:
-            return state
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise DeploymentError(
-                f"cluster {info.name} is not healthy after {timeout_s:.0f} s:\n  - "
-                + "\n  - ".join(problems[:20])
-            )
-        time.sleep(poll_s)
+    return until_healthy(
+        lambda: cluster_state(info),
+        lambda state: cluster_problems(info, state),
+        timeout_s,
+        f"cluster {info.name}",
+        alive,
+    )

@@ -3,14 +3,13 @@ sentinel sees it. Used by `up` (readiness), the drills and the tests."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from infra.client import no_retry, node_client
+from infra.client import admin_probe
 from infra.connection import ConnectionInfo
-from infra.errors import DeploymentError
+from infra.polling import until_healthy
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,8 @@ class GroupState:
         return named.pop() if len(named) == 1 else None
 
 
-def _admin(info: ConnectionInfo, node: str) -> redis.Redis:
-    return node_client(
-        info, node, role="admin", socket_timeout=1.0, retry=no_retry(), decode_responses=True
-    )
-
-
 def node_role(info: ConnectionInfo, node: str) -> NodeRole | None:
-    client = _admin(info, node)
+    client = admin_probe(info, node)
     try:
         replication = client.info("replication")
     except (redis.ConnectionError, redis.TimeoutError, OSError):
@@ -70,7 +63,7 @@ def node_role(info: ConnectionInfo, node: str) -> NodeRole | None:
 
 
 def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> SentinelView | None:
-    client = _admin(info, sentinel)
+    client = admin_probe(info, sentinel)
     try:
         master = _fields(client.execute_command("SENTINEL", "MASTER", service))
         replicas = client.execute_command("SENTINEL", "REPLICAS", service)
@@ -146,23 +139,13 @@ def convergence_problems(info: ConnectionInfo, state: GroupState) -> list[str]:
 
 
 def wait_converged(
-    info: ConnectionInfo,
-    timeout_s: float,
-    alive: Callable[[], None] | None = None,
-    poll_s: float = 0.2,
+    info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
 ) -> GroupState:
     """Until exactly one master is seen by every node and sentinel; the final state."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = group_state(info)
-        problems = convergence_problems(info, state)
-        if not problems:
-            return state
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise DeploymentError(
-                f"Sentinel group {info.name} did not converge within {timeout_s:.0f} s:\n  - "
-                + "\n  - ".join(problems)
-            )
-        time.sleep(poll_s)
+    return until_healthy(
+        lambda: group_state(info),
+        lambda state: convergence_problems(info, state),
+        timeout_s,
+        f"Sentinel group {info.name}",
+        alive,
+    )

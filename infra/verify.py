@@ -57,28 +57,11 @@ def round_trip(info: ConnectionInfo) -> str:
     return f"SET/GET/DEL as '{info.users['app'].username}' {via}"
 
 
-def least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
+def _app_refused(info: ConnectionInfo, node: NodeAddress, commands: list[tuple[str, ...]]) -> None:
+    """Each command must be refused to the app user by the ACL."""
     app = node_client(info, node, retry=no_retry())
     try:
-        for command in (("FLUSHALL",), ("CONFIG", "GET", "dir"), ("KEYS", "*")):
-            try:
-                app.execute_command(*command)
-            except redis.exceptions.NoPermissionError:
-                continue
-            raise AssertionError(f"the app user may run {command[0]} on {node.name}")
-    finally:
-        app.close()
-    return f"app user refused FLUSHALL, CONFIG, KEYS on {node.name}"
-
-
-def sentinel_least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
-    app = node_client(info, node, retry=no_retry())
-    try:
-        for command in (
-            ("SENTINEL", "FAILOVER", info.service_name),
-            ("SENTINEL", "SET", info.service_name, "quorum", "1"),
-            ("SENTINEL", "RESET", "*"),
-        ):
+        for command in commands:
             try:
                 app.execute_command(*command)
             except redis.exceptions.NoPermissionError:
@@ -86,6 +69,24 @@ def sentinel_least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
             raise AssertionError(f"the app user may run {' '.join(command[:2])} on {node.name}")
     finally:
         app.close()
+
+
+def least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
+    _app_refused(info, node, [("FLUSHALL",), ("CONFIG", "GET", "dir"), ("KEYS", "*")])
+    return f"app user refused FLUSHALL, CONFIG, KEYS on {node.name}"
+
+
+def sentinel_least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
+    service = str(info.service_name)
+    _app_refused(
+        info,
+        node,
+        [
+            ("SENTINEL", "FAILOVER", service),
+            ("SENTINEL", "SET", service, "quorum", "1"),
+            ("SENTINEL", "RESET", "*"),
+        ],
+    )
     return f"app user may only discover the master on {node.name}"
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import docker
 
+import redis
+from infra.client import admin_probe
 from infra.connection import ConnectionInfo
 from infra.drills.faults import Faults
 from infra.drills.report import DrillReport, present_sequences, write_outcome
@@ -141,6 +143,10 @@ class Drill(ABC):
             close()
 
     # -- helpers for scenarios ----------------------------------------------------------
+
+    def _admin(self, node: str) -> redis.Redis:
+        """Fails fast: during a fault, a hung node must not stall the drill."""
+        return admin_probe(self.info, node, timeout_s=0.5)
 
     def wait_for_master_other_than(
         self, old: str, writer: SequencedWriter, timeout_s: float

@@ -20,7 +20,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 import redis
-from infra.client import AddressMap, cluster_client, no_retry, node_client
+from infra.client import AddressMap, cluster_client, no_retry
 from infra.connection import ConnectionInfo
 from infra.drills.base import Drill, Reader, Scenario
 from infra.drills.report import DrillReport
@@ -81,16 +81,6 @@ class ClusterDrill(Drill):
 
     def prefix(self) -> str:
         return self.tag
-
-    def _admin(self, node: str) -> redis.Redis:
-        return node_client(
-            self.info,
-            node,
-            role="admin",
-            socket_timeout=0.5,
-            retry=no_retry(),
-            decode_responses=True,
-        )
 
     def configuration(self) -> dict[str, Any]:
         first = self.info.data_nodes()[0].name

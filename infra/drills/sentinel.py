@@ -9,7 +9,7 @@ from typing import Any
 import docker
 
 import redis
-from infra.client import AddressMap, no_retry, node_client, sentinel_manager
+from infra.client import AddressMap, no_retry, sentinel_manager
 from infra.connection import ConnectionInfo
 from infra.drills.base import Drill, Reader, Scenario
 from infra.drills.report import DrillReport
@@ -79,16 +79,6 @@ class SentinelDrill(Drill):
         }
 
     # -- observing ------------------------------------------------------------------
-
-    def _admin(self, node: str) -> redis.Redis:
-        return node_client(
-            self.info,
-            node,
-            role="admin",
-            socket_timeout=0.5,
-            retry=no_retry(),
-            decode_responses=True,
-        )
 
     def sentinel_masters(self) -> dict[str, str | None]:
         """The master each sentinel names now (None: unreachable)."""
