@@ -107,61 +107,50 @@ def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str
 def create_script(
     shards: list[Shard], tls_args: tuple[str, ...], admin_user: str, port: int
 ) -> str:
-    """Form the cluster: masters first (slots split evenly), then each replica added
-    to its own master, so the plan's shard layout (and failure domains) hold."""
+    """Bring the cluster to the plan's shards, whatever it is now.
+
+    A fresh cluster is created from the masters (slots split evenly); masters that
+    are not in the cluster yet (a scale-out) join it; each replica then follows its
+    own shard's master, so the plan's layout and failure domains hold (redis-cli's
+    --cluster-replicas would pick its own pairs); finally slots move onto masters that
+    have none. Each step checks what is done first, so the job is safe to re-run, and
+    the same job both forms and grows the cluster (`redis-infra scale`, or a stack
+    whose cluster.masters grew).
+    """
     lines = _preamble(tls_args, admin_user, port)
     everyone = [node for shard in shards for node in (shard.master, *shard.replicas)]
+    masters = [shard.master[1] for shard in shards]
     lines += [f"wait_enabled {address} {name}" for name, address in everyone]
-    first = shards[0].master[1]
-    masters = " ".join(f"{address}:{port}" for _, address in (shard.master for shard in shards))
+    first = masters[0]
     lines += [
         f'if [ "$(field {first} cluster_slots_assigned)" = "16384" ]; then',
-        "  echo masters already formed",
+        "  echo cluster already formed",
+        # A rebalance that was interrupted leaves a slot half-moved: finish it first.
+        f"  close_open_slots {first}",
         f"elif alone {first}; then",
-        f"  cli --cluster create {masters} --cluster-replicas 0 --cluster-yes",
+        f"  cli --cluster create {' '.join(f'{m}:{port}' for m in masters)} "
+        "--cluster-replicas 0 --cluster-yes",
         "else",
         f'  echo "{first} knows other nodes but no slots: a half-formed cluster; '
         f'inspect it with redis-cli --cluster check" >&2; exit 1',
         "fi",
-        f"wait_agreement {first}",
     ]
+    for master in masters[1:]:
+        lines.append(
+            f"if alone {master}; then cli --cluster add-node {master}:{port} {first}:{port}; fi"
+        )
+    lines.append(f"wait_agreement {first}")
     lines += _join_replicas(shards, first, len(everyone))
-    lines += [f"wait_agreement {first}", "echo cluster formed"]
-    return "\n".join(lines)
-
-
-def scale_script(
-    existing: str,
-    shards: list[Shard],
-    total: int,
-    tls_args: tuple[str, ...],
-    admin_user: str,
-    port: int,
-) -> str:
-    """Add shards (masters, then their replicas) and move slots onto the new masters."""
-    lines = _preamble(tls_args, admin_user, port)
-    lines.append(f"close_open_slots {existing}")
-    for shard in shards:
-        name, address = shard.master
-        lines += [
-            f"wait_enabled {address} {name}",
-            f"if alone {address}; then",
-            f"  cli --cluster add-node {address}:{port} {existing}:{port}",
-            "fi",
-        ]
-        lines += [f"wait_enabled {replica} {rname}" for rname, replica in shard.replicas]
-    lines.append(f"wait_agreement {existing}")
-    lines += _join_replicas(shards, existing, total)
-    new = [address for shard in shards for _, address in (shard.master, *shard.replicas)]
+    lines.append(f"wait_agreement {first}")
+    # A master that just joined answers CLUSTERDOWN until it has the whole slot map,
+    # and MIGRATE into it would fail: wait until every master says ok.
+    lines += [f"wait_ok {master}" for master in masters]
     lines += [
-        f"wait_agreement {existing}",
-        # A node that just joined answers CLUSTERDOWN until it has the whole slot map;
-        # MIGRATE into it would fail, so wait until it says ok.
-        *(f"wait_ok {address}" for address in new),
-        # Moves keys with MIGRATE (over TLS, authenticated as the admin user).
-        f"cli --cluster rebalance {existing}:{port} --cluster-use-empty-masters",
-        f"wait_agreement {existing}",
-        "echo cluster scaled",
+        # Moves keys with MIGRATE (over TLS, as the admin user); on a balanced cluster
+        # it finds nothing to do.
+        f"cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
+        f"wait_agreement {first}",
+        "echo cluster formed",
     ]
     return "\n".join(lines)
 

@@ -29,7 +29,6 @@ from infra.cluster_jobs import (
     ADMIN_PASSWORD_FILE,
     Shard,
     create_script,
-    scale_script,
 )
 from infra.layout import Node, Role, nodes
 from infra.model import Kind, Topology
@@ -53,7 +52,6 @@ JOB_VOLUME_ROOT = "/volumes"
 class JobKind(StrEnum):
     CONFIG = "config"
     CLUSTER_CREATE = "cluster-create"
-    CLUSTER_SCALE = "cluster-scale"
 
 
 @dataclass(frozen=True)
@@ -597,26 +595,6 @@ def _cluster_create_job(
         shards_of(data, addressing), tls_cli_args(), topology.users.admin, topology.port
     )
     return cluster_job(topology, data, JobKind.CLUSTER_CREATE, script)
-
-
-def cluster_scale_job(plan: Plan, topology: Topology, new_nodes: list[str]) -> JobSpec:
-    """Adds the shards made of `new_nodes` to the formed cluster and rebalances slots."""
-    network = plan.networks[0]
-    assert network.addressing is not None
-    data = [spec for spec in plan.containers if spec.node.is_data_node]
-    existing = next(spec for spec in data if spec.name not in new_nodes)
-    new_shards = [
-        shard for shard in shards_of(data, network.addressing) if shard.master[0] in new_nodes
-    ]
-    script = scale_script(
-        network.addressing.addresses[existing.name],
-        new_shards,
-        len(data),
-        tls_cli_args(),
-        topology.users.admin,
-        topology.port,
-    )
-    return cluster_job(topology, data, JobKind.CLUSTER_SCALE, script)
 
 
 def _outputs(

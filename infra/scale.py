@@ -19,7 +19,6 @@ from infra.connection import ConnectionInfo
 from infra.deploy import prepare, run_job_or_fail
 from infra.errors import ConfigError, DeploymentError
 from infra.observe_cluster import wait_cluster_ready
-from infra.plan import cluster_scale_job
 from infra.readiness import wait_for_ping
 from infra.state import StateDir
 from infra.topology import build_topology, deep_merge
@@ -95,7 +94,8 @@ def scale_cluster(name: str, masters: int, client: docker.DockerClient) -> Scale
         raise
     rebalance_started = time.monotonic()
     try:
-        run_job_or_fail(backend, cluster_scale_job(plan, topology, new_nodes), prepared.secrets)
+        # The bootstrap job converges the cluster to the plan: new shards join, slots move.
+        run_job_or_fail(backend, plan.bootstrap_jobs[0], prepared.secrets)
     except DeploymentError as exc:
         raise DeploymentError(
             f"{exc}\nThe new nodes stay (joined or not, holding no data yet); run the same "

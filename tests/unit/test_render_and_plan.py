@@ -234,6 +234,23 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     assert {spec.node.shard for spec in plan.containers} == {0, 1, 2}
 
 
+def test_the_same_job_grows_a_formed_cluster(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    # A stack whose cluster.masters grew gets a job that joins the new shard and moves
+    # slots onto it: the job converges the cluster to the plan, it does not only create.
+    plan = _plan(make_topology, certificates_for, "cluster", cluster={"masters": 4})
+    script = plan.bootstrap_jobs[0].command[2]
+    assert (
+        "if alone 10.213.7.16; then cli --cluster add-node 10.213.7.16:6379 10.213.7.10:6379"
+        in script
+    )
+    assert "replicate 10.213.7.17 10.213.7.16" in script
+    assert "wait_ok 10.213.7.16" in script
+    assert "cli --cluster rebalance 10.213.7.10:6379 --cluster-use-empty-masters" in script
+    assert "close_open_slots 10.213.7.10" in script  # an interrupted rebalance is finished
+
+
 def test_cluster_placement_refuses_a_shard_in_one_domain(make_topology: TopologyFactory) -> None:
     with pytest.raises(ConfigError) as caught:
         make_topology(
