@@ -18,70 +18,71 @@ WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
 
 _FUNCTIONS = r"""
 cli() { redis-cli $TLS --user "$ADMIN_USER" --no-auth-warning "$@"; }
+wait_until() {  # WHAT COMMAND...: until COMMAND succeeds; after two minutes fail naming WHAT
+  what="$1"; shift
+  i=0
+  until "$@"; do
+    i=$((i + 1))
+    [ "$i" -lt WAIT_ROUNDS ] || { echo "gave up waiting for $what" >&2; return 1; }
+    sleep 0.2
+  done
+}
 field() {  # ADDRESS FIELD: one field of CLUSTER INFO
   cli -h "$1" -p "$PORT" cluster info | tr -d '\r' | grep "^$2:" | cut -d: -f2
+}
+has_field() {  # ADDRESS FIELD VALUE
+  [ "$(field "$1" "$2")" = "$3" ]
 }
 enabled() {  # ADDRESS: INFO cluster says cluster_enabled:1 (CLUSTER INFO has no such field)
   cli -h "$1" -p "$PORT" info cluster 2>/dev/null | tr -d '\r' | grep -qx 'cluster_enabled:1'
 }
 wait_enabled() {  # ADDRESS NAME
-  i=0
-  until enabled "$1"; do
-    i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { echo "$2 ($1) never reported cluster_enabled:1" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_until "$2 ($1) to report cluster_enabled:1" enabled "$1"
 }
 alone() {  # ADDRESS: the node has not met any other node yet
-  [ "$(field "$1" cluster_known_nodes)" = "1" ]
+  has_field "$1" cluster_known_nodes 1
 }
 node_id() {  # ADDRESS
   cli -h "$1" -p "$PORT" cluster myid | tr -d '\r'
 }
-wait_agreement() {  # ADDRESS: until every node agrees on the slot map
-  i=0
-  until cli --cluster check "$1:$PORT" >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { cli --cluster check "$1:$PORT" >&2; exit 1; }
-    sleep 0.2
-  done
+knows() {  # ADDRESS NODE_ID: the node has heard of NODE_ID (gossip spread a MEET)
+  cli -h "$1" -p "$PORT" cluster nodes | grep -q "^$2 "
+}
+agree() {  # ADDRESS: every node agrees on the slot map, every slot served
+  cli --cluster check "$1:$PORT" >/dev/null 2>&1
+}
+wait_agreement() {  # ADDRESS
+  wait_until "the nodes to agree on the slot map" agree "$1" || {
+    cli --cluster check "$1:$PORT" >&2; exit 1
+  }
 }
 meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
   if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
 }
-wait_field() {  # ADDRESS FIELD VALUE: until CLUSTER INFO on the node shows FIELD:VALUE
-  i=0
-  until [ "$(field "$1" "$2")" = "$3" ]; do
-    i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { echo "$1 never reported $2:$3" >&2; exit 1; }
-    sleep 0.2
-  done
-}
-wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEET)
-  wait_field "$1" cluster_known_nodes "$2"
-}
 wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
-  wait_field "$1" cluster_state ok
+  wait_until "$1 to report cluster_state:ok" has_field "$1" cluster_state ok
 }
 close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
-  if ! cli --cluster check "$1:$PORT" >/dev/null 2>&1; then
-    cli --cluster fix "$1:$PORT" --cluster-yes
-  fi
+  if ! agree "$1"; then cli --cluster fix "$1:$PORT" --cluster-yes; fi
 }
 replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
   if ! cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:slave'; then
-    cli -h "$1" -p "$PORT" cluster replicate "$(node_id "$2")" >/dev/null
+    master_id="$(node_id "$2")"
+    # CLUSTER REPLICATE needs the master known: as soon as gossip brought it, not later.
+    wait_until "$1 to learn of its master $2" knows "$1" "$master_id"
+    cli -h "$1" -p "$PORT" cluster replicate "$master_id" >/dev/null
   fi
 }
 """.replace("WAIT_ROUNDS", str(WAIT_ROUNDS))
 
 
-def _join_replicas(shards: list[Shard], member: str, total: int) -> list[str]:
-    """Replicas meet the cluster all at once, then each follows its own shard's master
-    (redis-cli's own replica placement would ignore the plan's shards and domains)."""
+def _join_replicas(shards: list[Shard]) -> list[str]:
+    """Each replica meets its own shard's master and follows it at once (redis-cli's own
+    replica placement would ignore the plan's shards and domains). Meeting its master
+    first means the other nodes learn of it through gossip already as a replica, instead
+    of waiting for the role change to reach them in a later ping."""
     pairs = [(replica, shard.master[1]) for shard in shards for _, replica in shard.replicas]
-    lines = [f"meet {replica} {member}" for replica, _ in pairs]
-    lines += [f"wait_known {replica} {total}" for replica, _ in pairs]
+    lines = [f"meet {replica} {master}" for replica, master in pairs]
     lines += [f"replicate {replica} {master}" for replica, master in pairs]
     return lines
 
@@ -140,16 +141,18 @@ def create_script(
             f"if alone {master}; then cli --cluster add-node {master}:{port} {first}:{port}; fi"
         )
     lines.append(f"wait_agreement {first}")
-    lines += _join_replicas(shards, first, len(everyone))
+    lines += _join_replicas(shards)
     lines.append(f"wait_agreement {first}")
-    # A master that just joined answers CLUSTERDOWN until it has the whole slot map,
-    # and MIGRATE into it would fail: wait until every master says ok.
-    lines += [f"wait_ok {master}" for master in masters]
+    # Masters without slots (a scale-out, or one an interrupted run left empty) get
+    # their share. A master that just joined answers CLUSTERDOWN until it has the whole
+    # slot map, and MIGRATE into it would fail: wait until every master says ok.
     lines += [
-        # Moves keys with MIGRATE (over TLS, as the admin user); on a balanced cluster
-        # it finds nothing to do.
-        f"cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
-        f"wait_agreement {first}",
+        f"if cli --cluster info {first}:{port} | grep -q '| 0 slots |'; then",
+        *(f"  wait_ok {master}" for master in masters),
+        # Moves keys with MIGRATE (over TLS, as the admin user).
+        f"  cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
+        f"  wait_agreement {first}",
+        "fi",
         "echo cluster formed",
     ]
     return "\n".join(lines)
