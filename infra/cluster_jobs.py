@@ -59,6 +59,9 @@ wait_agreement() {  # ADDRESS
 meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
   if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
 }
+wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEETs)
+  wait_until "$1 to know $2 nodes" has_field "$1" cluster_known_nodes "$2"
+}
 wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
   wait_until "$1 to report cluster_state:ok" has_field "$1" cluster_state ok
 }
@@ -144,10 +147,12 @@ def create_script(
     lines += _join_replicas(shards)
     lines.append(f"wait_agreement {first}")
     # Masters without slots (a scale-out, or one an interrupted run left empty) get
-    # their share. A master that just joined answers CLUSTERDOWN until it has the whole
-    # slot map, and MIGRATE into it would fail: wait until every master says ok.
+    # their share. Moving a slot needs every master to know the new one (SETSLOT NODE
+    # fails with "I don't know about node" otherwise), and a master that just joined
+    # answers CLUSTERDOWN until it has the whole slot map: wait for both.
     lines += [
         f"if cli --cluster info {first}:{port} | grep -q '| 0 slots |'; then",
+        *(f"  wait_known {master} {len(everyone)}" for master in masters),
         *(f"  wait_ok {master}" for master in masters),
         # Moves keys with MIGRATE (over TLS, as the admin user).
         f"  cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",

@@ -247,6 +247,7 @@ def test_the_same_job_grows_a_formed_cluster(
     )
     assert "replicate 10.213.7.17 10.213.7.16" in script
     assert "if cli --cluster info 10.213.7.10:6379 | grep -q '| 0 slots |'; then" in script
+    assert "  wait_known 10.213.7.10 8" in script
     assert "  wait_ok 10.213.7.16" in script
     assert "  cli --cluster rebalance 10.213.7.10:6379 --cluster-use-empty-masters" in script
     assert "close_open_slots 10.213.7.10" in script  # an interrupted rebalance is finished
