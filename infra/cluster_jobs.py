@@ -80,10 +80,9 @@ replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
 
 
 def _join_replicas(shards: list[Shard]) -> list[str]:
-    """Each replica meets its own shard's master and follows it at once (redis-cli's own
-    replica placement would ignore the plan's shards and domains). Meeting its master
-    first means the other nodes learn of it through gossip already as a replica, instead
-    of waiting for the role change to reach them in a later ping."""
+    """Each replica meets its own shard's master and follows it (redis-cli's own replica
+    placement would ignore the plan's shards and domains). Meeting that master directly
+    lets CLUSTER REPLICATE follow after one handshake, not after gossip spread."""
     pairs = [(replica, shard.master[1]) for shard in shards for _, replica in shard.replicas]
     lines = [f"meet {replica} {master}" for replica, master in pairs]
     lines += [f"replicate {replica} {master}" for replica, master in pairs]
