@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from infra.errors import ConfigError, Problem
 from infra.layout import nodes
 from infra.model import Topology
-from infra.secrets import CLIENT_KEY_REF, tls_key_ref
+from infra.private_files import check_private_file, ensure_private_dir, write_private_bytes
+from infra.secrets import tls_key_ref
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=825)
@@ -37,10 +39,9 @@ class CertificateSet:
 
     ca_pem: str
     server_pems: dict[str, str]  # node name -> its certificate
-    client_pem: str
     ca_file: Path  # files on the deploying machine, for the connection file
-    client_cert_file: Path
-    client_key_file: Path
+    client_cert_file: Path | None  # None: clients present no certificate (Cluster)
+    client_key_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,25 @@ class TlsBundle:
     private_keys: dict[str, str]  # secret name (tls_key:<node>, tls_key:client) -> PEM
 
 
-def required_names(topology: Topology) -> dict[str, list[str]]:
-    """Per node: every DNS name and IP its certificate must cover."""
+def required_names(
+    topology: Topology, addresses: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Per node: every DNS name and IP its certificate must cover.
+
+    `addresses` are the nodes' fixed IPs (Sentinel, Cluster): Sentinel announces
+    masters by IP, so a client on the network verifies the certificate against it.
+    """
     shared = ["localhost", "127.0.0.1", *topology.tls.extra_sans]
     host_ip = topology.publish.host_ip
     if topology.publish.enabled and host_ip and not ipaddress.ip_address(host_ip).is_unspecified:
         shared.append(host_ip)
-    return {node.name: _unique([node.name, *shared]) for node in nodes(topology)}
+    fixed = addresses or {}
+    return {
+        node.name: _unique(
+            [node.name, *([fixed[node.name]] if node.name in fixed else []), *shared]
+        )
+        for node in nodes(topology)
+    }
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -65,21 +78,22 @@ def _unique(values: list[str]) -> list[str]:
 # -- generation -------------------------------------------------------------------
 
 
-def ensure_certificates(topology: Topology, directory: Path) -> TlsBundle:
+def ensure_certificates(
+    topology: Topology, directory: Path, addresses: Mapping[str, str] | None = None
+) -> TlsBundle:
     """Certificates for `topology` under `directory`, generating what is missing or stale.
 
-    The CA is created once and kept, so clients that trust it keep working; a node
+    The CA is created once and kept, so clients that trust it keep working; it is
+    never replaced behind the user's back (see `_load_or_create_ca`). A node
     certificate is re-issued when it no longer covers the node's names or is close
     to expiry.
     """
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory.chmod(0o700)
+    ensure_private_dir(directory)
     ca_cert, ca_key = _load_or_create_ca(directory, topology.name)
-    nodes_dir = directory / "nodes"
-    nodes_dir.mkdir(exist_ok=True, mode=0o700)
+    nodes_dir = ensure_private_dir(directory / "nodes")
     server_pems: dict[str, str] = {}
     keys: dict[str, str] = {}
-    for node, names in required_names(topology).items():
+    for node, names in required_names(topology, addresses).items():
         cert_path, key_path = nodes_dir / f"{node}.crt", nodes_dir / f"{node}.key"
         if not _usable_leaf(cert_path, key_path, ca_cert, names):
             _issue(
@@ -88,7 +102,8 @@ def ensure_certificates(topology: Topology, directory: Path) -> TlsBundle:
         server_pems[node] = cert_path.read_text()
         keys[tls_key_ref(node).name] = key_path.read_text()
     client_cert, client_key = directory / "client.crt", directory / "client.key"
-    if not _usable_leaf(client_cert, client_key, ca_cert, []):
+    wanted = topology.tls.client_certificates
+    if wanted and not _usable_leaf(client_cert, client_key, ca_cert, []):
         _issue(
             ca_cert,
             ca_key,
@@ -98,14 +113,12 @@ def ensure_certificates(topology: Topology, directory: Path) -> TlsBundle:
             cert_path=client_cert,
             key_path=client_key,
         )
-    keys[CLIENT_KEY_REF.name] = client_key.read_text()
     certificates = CertificateSet(
         ca_pem=(directory / "ca.crt").read_text(),
         server_pems=server_pems,
-        client_pem=client_cert.read_text(),
         ca_file=(directory / "ca.crt").resolve(),
-        client_cert_file=client_cert.resolve(),
-        client_key_file=client_key.resolve(),
+        client_cert_file=client_cert.resolve() if wanted else None,
+        client_key_file=client_key.resolve() if wanted else None,
     )
     return TlsBundle(certificates, keys)
 
@@ -113,12 +126,14 @@ def ensure_certificates(topology: Topology, directory: Path) -> TlsBundle:
 def _load_or_create_ca(
     directory: Path, name: str
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The deployment's CA: made once, then only ever loaded.
+
+    Every client trusts this CA, so replacing it would break them all at once: a CA
+    that lost its key, expires soon or cannot be read stops the run with the fix.
+    """
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-    if cert_path.exists() and key_path.exists():
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if isinstance(key, ec.EllipticCurvePrivateKey) and _remaining(cert) > RENEW_BEFORE:
-            return cert, key
+    if cert_path.exists() or key_path.exists():
+        return _load_ca(cert_path, key_path)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name(
         [
@@ -156,6 +171,69 @@ def _load_or_create_ca(
     _write_private(key_path, key)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
+
+
+def _load_ca(
+    cert_path: Path, key_path: Path
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    replace = (
+        f"if you mean to replace the CA, delete {cert_path} and {key_path}: the next run makes a "
+        "new one, and every client must then be given the new ca.crt"
+    )
+    if not key_path.exists():
+        raise ConfigError.single(
+            str(cert_path),
+            "ca.key",
+            f"{key_path} is missing, so no certificate can be issued",
+            f"restore {key_path} from your backup; {replace}",
+        )
+    if not cert_path.exists():
+        raise ConfigError.single(
+            str(key_path),
+            "ca.crt",
+            f"{cert_path} is missing next to its key",
+            f"restore {cert_path} from your backup; {replace}",
+        )
+    check_private_file(key_path)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise ConfigError.single(
+            str(cert_path),
+            "ca",
+            f"cannot be read ({exc})",
+            f"restore it from your backup; {replace}",
+        ) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not _same_key(cert, key):
+        raise ConfigError.single(
+            str(key_path), "ca.key", f"does not belong to {cert_path}", replace
+        )
+    if _remaining(cert) <= RENEW_BEFORE:
+        raise ConfigError.single(
+            str(cert_path),
+            "ca.crt",
+            f"expires on {cert.not_valid_after_utc:%Y-%m-%d}, within {RENEW_BEFORE.days} days",
+            f"plan the change of CA with your clients; {replace}",
+        )
+    return cert, key
+
+
+def throwaway_certificates(
+    topology: Topology, addresses: Mapping[str, str] | None = None
+) -> CertificateSet:
+    """Public certificates to render files with; the keys never leave this call."""
+    with tempfile.TemporaryDirectory(prefix="redis-infra-render-") as scratch:
+        bundle = ensure_certificates(topology, Path(scratch), addresses)
+        placeholder = Path("<generated-at-deploy-time>")
+        certificates = bundle.certificates
+        return CertificateSet(
+            ca_pem=certificates.ca_pem,
+            server_pems=certificates.server_pems,
+            ca_file=placeholder / "ca.crt",
+            client_cert_file=None,
+            client_key_file=None,
+        )
 
 
 def _issue(
@@ -215,11 +293,8 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Create with 0600 from the start: no window where the key is world-readable.
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    # 0600 from the start: no window where the key is readable by others.
+    write_private_bytes(path, data)
 
 
 def _usable_leaf(
@@ -227,6 +302,7 @@ def _usable_leaf(
 ) -> bool:
     if not (cert_path.exists() and key_path.exists()):
         return False
+    check_private_file(key_path)
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -290,14 +366,17 @@ def _wildcard_covers(dns: set[str], name: str) -> bool:
     return bool(rest) and f"*.{rest}" in dns
 
 
-def check_brought_files(topology: Topology) -> list[Problem]:
+def check_brought_files(
+    topology: Topology, addresses: Mapping[str, str] | None = None
+) -> list[Problem]:
     """Problems with user-supplied TLS files: unreadable, mismatched, untrusted or too narrow."""
     files = topology.tls.files
     if files is None:
         return []
     problems: list[Problem] = []
     loaded: dict[str, object] = {}
-    for field in ("ca_file", "cert_file", "client_cert_file"):
+    clients = files.client_cert_file is not None
+    for field in ("ca_file", "cert_file", *(("client_cert_file",) if clients else ())):
         path = getattr(files, field)
         try:
             loaded[field] = x509.load_pem_x509_certificate(path.read_bytes())
@@ -309,7 +388,7 @@ def check_brought_files(topology: Topology) -> list[Problem]:
                     "point it at a PEM-encoded X.509 certificate",
                 )
             )
-    for field in ("key_file", "client_key_file"):
+    for field in ("key_file", *(("client_key_file",) if clients else ())):
         path = getattr(files, field)
         try:
             loaded[field] = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -325,10 +404,12 @@ def check_brought_files(topology: Topology) -> list[Problem]:
         return problems
     ca = loaded["ca_file"]
     server = loaded["cert_file"]
-    client = loaded["client_cert_file"]
     assert isinstance(ca, x509.Certificate) and isinstance(server, x509.Certificate)
-    assert isinstance(client, x509.Certificate)
-    pairs = (("cert_file", server, "key_file"), ("client_cert_file", client, "client_key_file"))
+    pairs: list[tuple[str, x509.Certificate, str]] = [("cert_file", server, "key_file")]
+    if clients:
+        client = loaded["client_cert_file"]
+        assert isinstance(client, x509.Certificate)
+        pairs.append(("client_cert_file", client, "client_key_file"))
     for cert_field, cert, key_field in pairs:
         if not _same_key(cert, loaded[key_field]):
             problems.append(
@@ -348,7 +429,9 @@ def check_brought_files(topology: Topology) -> list[Problem]:
             )
         if _remaining(cert) <= dt.timedelta(0):
             problems.append(Problem(f"tls.{cert_field}", "has expired", "issue a new certificate"))
-    wanted = sorted({name for names in required_names(topology).values() for name in names})
+    wanted = sorted(
+        {name for names in required_names(topology, addresses).values() for name in names}
+    )
     missing = _missing_names(server, wanted)
     if missing:
         problems.append(
@@ -363,22 +446,21 @@ def check_brought_files(topology: Topology) -> list[Problem]:
     return problems
 
 
-def load_brought_files(topology: Topology) -> TlsBundle:
-    """The user's TLS files as a bundle, after `check_brought_files` found no problem."""
+def load_brought_files(topology: Topology, addresses: Mapping[str, str] | None = None) -> TlsBundle:
+    """The user's TLS files as a bundle, after `check_brought_files` found no problem
+    (now also with the nodes' fixed addresses, known once the subnet is chosen)."""
     files = topology.tls.files
     assert files is not None
-    problems = check_brought_files(topology)
+    problems = check_brought_files(topology, addresses)
     if problems:
         raise ConfigError(topology.source, problems)
     server_pem = files.cert_file.read_text()
     key_pem = files.key_file.read_text()
     node_names = [node.name for node in nodes(topology)]
     keys = {tls_key_ref(node).name: key_pem for node in node_names}
-    keys[CLIENT_KEY_REF.name] = files.client_key_file.read_text()
     certificates = CertificateSet(
         ca_pem=files.ca_file.read_text(),
         server_pems=dict.fromkeys(node_names, server_pem),
-        client_pem=files.client_cert_file.read_text(),
         ca_file=files.ca_file,
         client_cert_file=files.client_cert_file,
         client_key_file=files.client_key_file,
@@ -386,7 +468,9 @@ def load_brought_files(topology: Topology) -> TlsBundle:
     return TlsBundle(certificates, keys)
 
 
-def load_generated(topology: Topology, directory: Path, fix: str) -> TlsBundle:
+def load_generated(
+    topology: Topology, directory: Path, fix: str, addresses: Mapping[str, str] | None = None
+) -> TlsBundle:
     """Certificates `redis-infra certs` wrote for `topology`, without generating any.
 
     Used by the Pulumi program: a deployment must not mint a new CA behind the
@@ -399,9 +483,11 @@ def load_generated(topology: Topology, directory: Path, fix: str) -> TlsBundle:
     ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
     leaves = {
         node: (directory / "nodes" / f"{node}.crt", directory / "nodes" / f"{node}.key", names)
-        for node, names in required_names(topology).items()
+        for node, names in required_names(topology, addresses).items()
     }
-    leaves["client"] = (directory / "client.crt", directory / "client.key", [])
+    wanted = topology.tls.client_certificates
+    if wanted:
+        leaves["client"] = (directory / "client.crt", directory / "client.key", [])
     for node, (cert_path, key_path, names) in leaves.items():
         if not _usable_leaf(cert_path, key_path, ca_cert, names):
             problems.append(
@@ -416,20 +502,20 @@ def load_generated(topology: Topology, directory: Path, fix: str) -> TlsBundle:
         raise ConfigError(str(directory), problems)
     server_pems = {node: leaves[node][0].read_text() for node in required_names(topology)}
     keys = {tls_key_ref(node).name: leaves[node][1].read_text() for node in server_pems}
-    keys[CLIENT_KEY_REF.name] = (directory / "client.key").read_text()
     certificates = CertificateSet(
         ca_pem=ca_path.read_text(),
         server_pems=server_pems,
-        client_pem=(directory / "client.crt").read_text(),
         ca_file=ca_path.resolve(),
-        client_cert_file=(directory / "client.crt").resolve(),
-        client_key_file=(directory / "client.key").resolve(),
+        client_cert_file=(directory / "client.crt").resolve() if wanted else None,
+        client_key_file=(directory / "client.key").resolve() if wanted else None,
     )
     return TlsBundle(certificates, keys)
 
 
-def tls_bundle(topology: Topology, directory: Path) -> TlsBundle:
+def tls_bundle(
+    topology: Topology, directory: Path, addresses: Mapping[str, str] | None = None
+) -> TlsBundle:
     """The user's files when the topology names them, else generated ones under `directory`."""
     if topology.tls.files is not None:
-        return load_brought_files(topology)
-    return ensure_certificates(topology, directory)
+        return load_brought_files(topology, addresses)
+    return ensure_certificates(topology, directory, addresses)

@@ -14,6 +14,7 @@ import docker.errors
 from infra.connection import ConnectionInfo
 from infra.errors import ConfigError, RedisInfraError
 from infra.model import Topology
+from infra.reports import write_json
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,6 +44,17 @@ def _add_topology_options(parser: argparse.ArgumentParser, *, name_required: boo
         default=[],
         metavar="KEY=VALUE",
         help="override a topology setting, e.g. --set memory.maxmemory=512mb",
+    )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connection", type=Path, help="connection file (default: the one `up` wrote)"
+    )
+    parser.add_argument(
+        "--operator",
+        type=Path,
+        help="operator credentials file (default: operator.json beside the connection file)",
     )
 
 
@@ -92,7 +104,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     for node in info.nodes:
         host = f"{node.host}:{node.port}" if node.host else "(not published)"
         print(f"  {node.container:<28} {node.role:<9} {host:<22} {node.internal}")
-    print(f"  connection file: {result.connection_file} (mode 0600: holds passwords)")
+    print(
+        f"  connection file: {result.connection_file} (mode 0600: the application's "
+        "credentials only; the operator's are in operator.json in the state folder)"
+    )
     timing = f"  bring-up: {result.seconds_total:.2f} s total"
     if result.seconds_start_to_ready is not None:
         ready = {
@@ -105,14 +120,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     first = info.data_nodes()[0]
     if first.host:
         print(
-            "  try: redis-cli --tls --cacert {ca} --cert {cert} --key {key} -h {h} -p {p} "
+            "  try: redis-cli --tls --cacert {ca}{client} -h {h} -p {p} "
             "--user {u} --askpass ping".format(
                 ca=info.tls.ca_file,
-                cert=info.tls.cert_file,
-                key=info.tls.key_file,
+                client=f" --cert {info.tls.cert_file} --key {info.tls.key_file}"
+                if info.tls.cert_file
+                else "",
                 h=first.host,
                 p=first.port,
-                u=info.users["app"].username,
+                u=info.credentials("app").username,
             )
         )
     return EXIT_OK
@@ -159,13 +175,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _connection(args: argparse.Namespace) -> ConnectionInfo:
-    from infra.connection import read_connection_file
-    from infra.deploy import connection_file_for
+def _connection(args: argparse.Namespace, *, breakglass: bool = False) -> ConnectionInfo:
+    """The application's connection file with the operator's credentials: from the
+    deployment's state folder, or from --connection (operator.json beside it, or
+    --operator)."""
+    from infra.connection import BREAKGLASS_FILE, OPERATOR_FILE, read_connection_file
+    from infra.deploy import deployment_info
     from infra.docker_engine import docker_client
 
-    path = args.connection or connection_file_for(args.name, docker_client())
-    return read_connection_file(path)
+    if args.connection is None:
+        return deployment_info(args.name, docker_client(), breakglass=breakglass)
+    directory = args.connection.parent
+    operator = args.operator or directory / OPERATOR_FILE
+    return read_connection_file(
+        args.connection,
+        operator_file=operator,
+        breakglass_file=directory / BREAKGLASS_FILE if breakglass else None,
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -174,7 +200,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     info = _connection(args)
     checks = verify(info)
     for check in checks:
-        print(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+        mark = "note" if check.advisory else "ok" if check.passed else "FAILED"
+        print(f"  [{mark}] {check.name}: {check.detail}")
     failed = [check for check in checks if not check.passed]
     verdict = f"all {len(checks)} checks passed" if not failed else f"{len(failed)} check(s) failed"
     print(f"{info.topology} deployment '{info.name}': {verdict}")
@@ -191,7 +218,7 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"image": args.image})
     report = measure_bring_up(docker_client(), args.topology, args.runs, overrides)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     print(
         f"{args.topology}: bring-up median {report['median_seconds_total']:.2f} s total, "
         f"{report['median_seconds_start_to_ready']:.2f} s container start -> TLS PING, "
@@ -230,7 +257,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         print("medians: " + ", ".join(f"{key} {value}" for key, value in summary["median"].items()))
     if args.json:
         data = reports[0] if args.runs == 1 else {"summary": summary, "runs": reports}
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        write_json(args.json, data)
     return EXIT_OK if all(report["converged"] for report in reports) else EXIT_FAILED
 
 
@@ -254,7 +281,7 @@ def cmd_measure_scale(args: argparse.Namespace) -> int:
 
     report = measure_scale_out(docker_client(), args.name, args.masters, args.keys)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     print(
         f"scaled '{args.name}' {report['masters_before']} -> {report['masters_after']} masters "
         f"holding {report['keys']} keys in {report['seconds_scale_total']:.1f} s; "
@@ -281,6 +308,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         drill=args.drill,
         drill_after_s=args.drill_after,
         wait_ms=args.wait_ms,
+        operator_file=args.operator,
     )
     result = run_load(plan, engine)
     total = result.summary["total"]
@@ -307,16 +335,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             f"plot: {result.plot}"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "summary": result.summary,
-                    "drill": result.drill,
-                    "fault_window": result.fault_window,
-                },
-                indent=2,
-            )
-            + "\n"
+        write_json(
+            args.json,
+            {"summary": result.summary, "drill": result.drill, "fault_window": result.fault_window},
         )
     return result.exit_code
 
@@ -326,10 +347,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from infra.deploy import connection_file_for
     from infra.docker_engine import docker_client
 
+    # The benchmark user is a temporary ACL user: only the break-glass user may make one.
+    info = _connection(args, breakglass=True)
     connection = args.connection or connection_file_for(args.name, docker_client())
-    result = bench(
-        connection, args.clients, args.duration, args.out or Path("reports") / "bench" / args.name
-    )
+    out = args.out or Path("reports") / "bench" / args.name
+    result = bench(info, connection, args.clients, args.duration, out)
     for command, native in result.redis_benchmark.items():
         ours = result.locust["request_types"].get(f"bench.{command}")
         if ours:
@@ -344,23 +366,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         + ", ".join(f"{key} {value}" for key, value in result.ratios.items())
     )
     if args.json:
-        args.json.write_text(json.dumps(result.__dict__, indent=2, default=str) + "\n")
+        write_json(args.json, result.__dict__)
     return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from infra.certs import ensure_certificates
-    from infra.plan import build_plan
+    from infra.certs import load_brought_files, throwaway_certificates
+    from infra.plan import build_plan, fixed_addresses
 
     topology = _load(args)
     out: Path = args.out
-    # Certificates are public; generate throwaway ones unless the topology brings its own.
-    bundle = ensure_certificates(topology, out / "tls") if topology.tls.files is None else None
-    from infra.certs import load_brought_files
-
-    certificates = (bundle or load_brought_files(topology)).certificates
     # `up` picks a free subnet when the topology names none; show a stand-in here.
     example_subnet = None if topology.subnet else "10.213.0.0/24"
+    addresses = fixed_addresses(topology, example_subnet)
+    # Public certificates only: throwaway ones (their keys never touch the disk) unless
+    # the topology brings its own.
+    certificates = (
+        load_brought_files(topology, addresses).certificates
+        if topology.tls.files
+        else throwaway_certificates(topology, addresses)
+    )
     plan = build_plan(topology, certificates, example_subnet)
     for spec in plan.containers:
         for rendered in spec.files:
@@ -376,7 +401,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         "jobs": [plan.config_job.name, *(job.name for job in plan.bootstrap_jobs)],
         "secrets": plan.secret_names,
     }
-    (out / "plan.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(out / "plan.json", summary)
     print(
         f"rendered {len(plan.containers)} node(s) of '{plan.name}' into {out} "
         "(secrets appear as <<secret:NAME>> placeholders)"
@@ -386,9 +411,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     from infra.certs import ensure_certificates
+    from infra.plan import fixed_addresses
 
     topology = _load(args)
-    bundle = ensure_certificates(topology, args.out)
+    bundle = ensure_certificates(topology, args.out, fixed_addresses(topology, topology.subnet))
     print(
         f"certificates for '{topology.name}' in {args.out}: ca.crt (+ ca.key), "
         f"nodes/<node>.crt|key for {len(bundle.certificates.server_pems)} node(s), "
@@ -439,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("verify", help="prove a deployment works and is locked down")
     p.add_argument("--name", "-n", required=True)
-    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    _add_connection_options(p)
     p.set_defaults(handler=cmd_verify)
 
     p = commands.add_parser("drill", help="inject a fault under writes and measure what happens")
@@ -452,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         "restart-master; cluster: kill-master, pause-master, partition-master, "
         "restart-node, restart-all",
     )
-    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    _add_connection_options(p)
     p.add_argument("--runs", type=int, default=1, help="repeat the drill; medians are reported")
     p.add_argument("--json", type=Path, help="write the report (or all runs and medians) as JSON")
     p.set_defaults(handler=cmd_drill)
@@ -479,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("load", help="run the Locust scenarios against a deployment")
     p.add_argument("--name", "-n", required=True)
-    p.add_argument("--connection", type=Path, help="connection file (default: the one `up` wrote)")
+    _add_connection_options(p)
     p.add_argument(
         "--profile",
         default="mixed",
@@ -503,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("bench", help="redis-benchmark next to the Locust harness")
     p.add_argument("--name", "-n", required=True)
-    p.add_argument("--connection", type=Path)
+    _add_connection_options(p)
     p.add_argument("--clients", type=int, default=50, help="concurrency of both tools")
     p.add_argument("--duration", type=int, default=15, help="seconds of Locust load")
     p.add_argument("--out", type=Path)

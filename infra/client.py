@@ -30,15 +30,18 @@ class NotPublishedError(DeploymentError):
 
 
 def tls_options(info: ConnectionInfo) -> dict[str, Any]:
-    return {
+    """TLS that verifies the server; with the client certificate where there is one."""
+    options: dict[str, Any] = {
         "ssl": True,
         "ssl_ca_certs": info.tls.ca_file,
-        "ssl_certfile": info.tls.cert_file,
-        "ssl_keyfile": info.tls.key_file,
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "ssl_check_hostname": True,
         "ssl_min_version": ssl.TLSVersion.TLSv1_2,
     }
+    if info.tls.cert_file and info.tls.key_file:
+        options["ssl_certfile"] = info.tls.cert_file
+        options["ssl_keyfile"] = info.tls.key_file
+    return options
 
 
 def node_client(
@@ -57,7 +60,7 @@ def node_client(
             "set publish.enabled: true, or connect from a container on network "
             f"{info.network} to {address.internal}"
         )
-    credentials = info.users[role]
+    credentials = info.credentials(role)
     return redis.Redis(
         host=address.host,
         port=address.port,
@@ -164,7 +167,7 @@ def sentinel_manager(
         raise DeploymentError(f"deployment {info.name} is not a Sentinel topology")
     if not info.sentinels() or any(node.host is None for node in info.sentinels()):
         raise NotPublishedError(f"the sentinels of {info.name} are not published on this host")
-    credentials = info.users[role]
+    credentials = info.credentials(role)
     auth = {"username": credentials.username, "password": credentials.password}
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
     sentinel_kwargs = {**tls_options(info), **auth, **timeouts, "retry": no_retry()}
@@ -197,7 +200,7 @@ def cluster_client(
     published = [node for node in info.data_nodes() if node.host is not None]
     if not published:
         raise NotPublishedError(f"the nodes of {info.name} are not published on this host")
-    credentials = info.users[role]
+    credentials = info.credentials(role)
     return RedisCluster(
         startup_nodes=[ClusterNode(node.host, node.port) for node in published],
         address_remap=AddressMap(info),

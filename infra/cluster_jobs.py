@@ -1,9 +1,11 @@
-"""The one-shot jobs that form and grow a Redis Cluster (`redis-cli --cluster`).
+"""The one-shot operator jobs: form and grow a Redis Cluster (`redis-cli --cluster`),
+and load the function library.
 
 They run on the deployment's network with the first node's certificate (its
-config volume, read-only) and the admin password from an upload, never from the
-command line, so `docker inspect` shows no secret. Every step checks first
-whether it is done already, so running a job again changes nothing.
+config volume, read-only) and the operator's password from an upload, never from
+the command line, so `docker inspect` shows no secret; the upload is deleted
+before anything else runs. Every step checks first whether it is done already,
+so running a job again changes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 from infra.secrets import password_ref
 
-ADMIN_PASSWORD_FILE = "/stage/admin-password"  # noqa: S105 - a path, not a password
+STAGE_DIR = "/stage"
+ADMIN_PASSWORD_FILE = f"{STAGE_DIR}/admin-password"
+FUNCTIONS_FILE = f"{STAGE_DIR}/functions.lua"
 WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
 
 _FUNCTIONS = r"""
@@ -68,6 +72,21 @@ wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves o
 close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
   if ! agree "$1"; then cli --cluster fix "$1:$PORT" --cluster-yes; fi
 }
+is_master() {  # ADDRESS
+  cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:master'
+}
+load_functions() {  # ADDRESS...: the library on every master (replicas receive it)
+  loaded=0
+  for address in "$@"; do
+    wait_until "$address to answer" cli -h "$address" -p "$PORT" ping >/dev/null
+    if is_master "$address"; then
+      cli -h "$address" -p "$PORT" -x function load replace < "$FUNCTIONS" >/dev/null
+      loaded=$((loaded + 1))
+    fi
+  done
+  [ "$loaded" -gt 0 ] || { echo "no master to load the function library on" >&2; return 1; }
+  echo "function library loaded on $loaded master(s)"
+}
 replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
   if ! cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:slave'; then
     master_id="$(node_id "$2")"
@@ -98,13 +117,26 @@ class Shard:
 def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str]:
     return [
         "set -eu",
+        # Under Pulumi the exited job container stays: nothing staged may remain in it.
+        f"trap 'rm -rf {STAGE_DIR}' EXIT",
+        f"REDISCLI_AUTH=$(cat {ADMIN_PASSWORD_FILE})",
+        f"rm -f {ADMIN_PASSWORD_FILE}",
+        "export REDISCLI_AUTH",
         f"TLS={shlex.quote(' '.join(tls_args))}",
         f"ADMIN_USER={shlex.quote(admin_user)}",
         f"PORT={port}",
-        f"REDISCLI_AUTH=$(cat {ADMIN_PASSWORD_FILE})",
-        "export REDISCLI_AUTH",
+        f"FUNCTIONS={FUNCTIONS_FILE}",
         _FUNCTIONS.strip(),
     ]
+
+
+def functions_script(
+    addresses: list[str], tls_args: tuple[str, ...], admin_user: str, port: int
+) -> str:
+    """Load the function library on whichever data node is master now."""
+    lines = _preamble(tls_args, admin_user, port)
+    lines.append(f"load_functions {' '.join(shlex.quote(a) for a in addresses)}")
+    return "\n".join(lines)
 
 
 def create_script(
@@ -158,6 +190,7 @@ def create_script(
         f"  wait_agreement {first}",
         "fi",
         "echo cluster formed",
+        f"load_functions {' '.join(address for _, address in everyone)}",
     ]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ exactly what it created.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from pathlib import Path
 import docker
 
 from infra.backends.local import (
-    LABEL_CONNECTION_FILE,
     LABEL_STATE_DIR,
     Created,
     Inventory,
@@ -36,7 +36,15 @@ from infra.image import ensure_image_available
 from infra.layout import nodes
 from infra.model import Topology
 from infra.observe_sentinel import node_role
-from infra.plan import LABEL_ROLE, JobSpec, Plan, build_plan, needs_fixed_addresses
+from infra.plan import (
+    LABEL_ROLE,
+    JobKind,
+    JobSpec,
+    Plan,
+    build_plan,
+    fixed_addresses,
+    needs_fixed_addresses,
+)
 from infra.readiness import wait_for_ping, wait_topology_ready
 from infra.state import StateDir, default_state_dir, port_in_use
 
@@ -82,22 +90,21 @@ class Prepared:
 
 def prepare(
     topology: Topology,
-    connection_file: Path | None,
     inventory: Inventory,
     used_subnets: Callable[[], list[IPv4Network]],
 ) -> Prepared:
-    """Secrets, certificates, subnet, plan, ports and connection info for `topology`."""
+    """Secrets, subnet, certificates, plan, ports and connection info for `topology`."""
     single_engine_only(topology)
-    state_dir = _state_dir_for(topology.name, connection_file, inventory)
-    state = StateDir(state_dir)
-    bundle = tls_bundle(topology, state.tls_dir)
+    state = StateDir(state_dir_for(topology.name, inventory)).create()
     subnet = None
     if needs_fixed_addresses(topology) and topology.subnet is None:
         subnet = state.subnet(used_subnets())
+    # Certificates cover the fixed addresses too: Sentinel announces masters by address.
+    bundle = tls_bundle(topology, state.tls_dir, fixed_addresses(topology, subnet))
     plan = build_plan(topology, bundle.certificates, subnet)
     password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
-    # App and admin credentials go into the connection file even if no file refers to them.
-    wanted = sorted({*password_names, "app_password", "admin_password"})
+    # Credentials of the connection and operator files, even if no file refers to them.
+    wanted = sorted({*password_names, "app_password", "admin_password", "breakglass_password"})
     secrets = {**state.secrets(wanted), **bundle.private_keys}
     missing = sorted(set(plan.secret_names) - set(secrets))
     if missing:  # pragma: no cover - a renderer referring to a secret nobody provides
@@ -108,10 +115,10 @@ def prepare(
     certificates = bundle.certificates
     tls = TlsPaths(
         ca_file=str(certificates.ca_file),
-        cert_file=str(certificates.client_cert_file),
-        key_file=str(certificates.client_key_file),
+        cert_file=str(certificates.client_cert_file) if certificates.client_cert_file else None,
+        key_file=str(certificates.client_key_file) if certificates.client_key_file else None,
     )
-    info = build_connection_info(plan.outputs, tls, secrets, host_ports)
+    info = build_connection_info(plan.outputs, tls, secrets, host_ports, topology.settings)
     return Prepared(topology, state, plan, secrets, host_ports, info)
 
 
@@ -128,19 +135,25 @@ def single_engine_only(topology: Topology) -> None:
         )
 
 
-def _state_dir_for(name: str, connection_file: Path | None, inventory: Inventory) -> Path:
+def state_dir_for(name: str, inventory: Inventory) -> Path:
+    """The deployment's state folder: where its containers or kept volumes say, else the
+    default one. A deployment whose recorded folder is gone is not given new secrets."""
     recorded = inventory.state_dir()
-    asked = connection_file.expanduser().resolve().parent if connection_file else None
-    if recorded and asked and Path(recorded) != asked:
+    if recorded is None:
+        return default_state_dir(name)
+    path = Path(recorded)
+    if not (path / "secrets.json").exists():
+        what = "containers" if inventory.containers else "kept data volumes"
         raise ConfigError.single(
-            "--out",
-            "--out",
-            f"deployment {name} keeps its secrets and certificates in {recorded}, not in {asked}",
-            f"pass --out {Path(recorded) / 'connection.json'} (or omit --out)",
+            str(path),
+            "state folder",
+            f"deployment {name} has {what} whose passwords and certificates were kept in "
+            f"{path}, which no longer holds them; new ones would not match its data and "
+            "Sentinel state, and clients trusting the old CA would break",
+            f"restore {path} from your backup, or remove the deployment with "
+            f"`redis-infra down --name {name}` (this deletes its kept data)",
         )
-    if asked:
-        return asked
-    return Path(recorded) if recorded else default_state_dir(name)
+    return path
 
 
 def up(
@@ -154,13 +167,9 @@ def up(
     started = time.monotonic()
     backend = LocalBackend(client)
     inventory = backend.inventory(topology.name)
-    prepared = prepare(topology, connection_file, inventory, backend.used_subnets)
+    prepared = prepare(topology, inventory, backend.used_subnets)
     ensure_image_available(client, topology.image)
-    out = (
-        connection_file.expanduser().resolve()
-        if connection_file
-        else prepared.state.connection_file
-    )
+    out = connection_file.expanduser().resolve() if connection_file else None
     if inventory.containers:
         return _confirm_existing(backend, prepared, inventory, out, started, ready_timeout_s)
     for spec in prepared.plan.containers:
@@ -174,7 +183,7 @@ def up(
                 f"(or delete {prepared.state.path / 'allocations.json'} to pick new ports)",
             )
     created = Created()
-    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path), LABEL_CONNECTION_FILE: str(out)}
+    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
     try:
         backend.create(
             prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
@@ -185,12 +194,26 @@ def up(
     except BaseException:
         backend.rollback(created)
         raise
-    prepared.info.write(out)
+    written = write_connection_files(prepared, out)
     prepared.state.save_settings(topology.settings)
     notes = []
     if inventory.volumes:
         notes.append(f"reused {len(inventory.volumes)} kept volume(s): data from before is back")
-    return UpResult(prepared.info, out, True, time.monotonic() - started, seconds_to_ready, notes)
+    return UpResult(
+        prepared.info, written, True, time.monotonic() - started, seconds_to_ready, notes
+    )
+
+
+def write_connection_files(prepared: Prepared, copy: Path | None) -> Path:
+    """The application's file (and a copy where asked), the operator's files beside it."""
+    state = prepared.state
+    prepared.info.write(state.connection_file)
+    prepared.info.write_operator_files(state.path)
+    if copy is None:
+        return state.connection_file
+    prepared.info.write(copy)
+    state.record_copy(copy)
+    return copy
 
 
 def _wait_ready(
@@ -225,27 +248,29 @@ def _confirm_existing(
     backend: LocalBackend,
     prepared: Prepared,
     inventory: Inventory,
-    out: Path,
+    out: Path | None,
     started: float,
     ready_timeout_s: float,
 ) -> UpResult:
     differences = backend.differences(prepared.plan, inventory, prepared.host_ports)
     if differences:
-        raise DeploymentDiffersError(prepared.topology.name, differences, out)
+        raise DeploymentDiffersError(
+            prepared.topology.name, differences, out or prepared.state.connection_file
+        )
     notes = ["already deployed as planned: nothing changed"]
     stopped = [
         name
         for name, container in inventory.containers.items()
         if container.status != "running"
-        and container.labels.get(LABEL_ROLE) not in ("config", "cluster-create")
+        and container.labels.get(LABEL_ROLE) not in {kind.value for kind in JobKind}
     ]
     for name in stopped:
         backend.client.containers.get(name).start()
     if stopped:
         notes = [f"started stopped container(s): {', '.join(stopped)}"]
     _wait_ready(backend, prepared, ready_timeout_s, fresh=False)
-    prepared.info.write(out)
-    return UpResult(prepared.info, out, False, time.monotonic() - started, None, notes)
+    written = write_connection_files(prepared, out)
+    return UpResult(prepared.info, written, False, time.monotonic() - started, None, notes)
 
 
 @dataclass
@@ -260,16 +285,12 @@ def down(name: str, client: docker.DockerClient, *, keep_data: bool) -> DownResu
     """Remove everything labelled with `name`; keep data volumes (and secrets) if asked."""
     backend = LocalBackend(client)
     before = backend.inventory(name)
-    recorded = before.state_dir()
-    connection_file = before.connection_file()
+    state_dir = Path(before.state_dir() or default_state_dir(name))
     removed = backend.remove(name, keep_data=keep_data)
     after = backend.inventory(name)
-    state_dir = Path(recorded) if recorded else default_state_dir(name)
     if not keep_data:
         # The passwords and certificates of a deleted deployment protect nothing.
-        if connection_file:
-            Path(connection_file).unlink(missing_ok=True)
-        StateDir(state_dir).remove()
+        StateDir(state_dir).remove(name)
     return DownResult(name, removed, after.volumes, state_dir)
 
 
@@ -287,15 +308,17 @@ def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
     """Docker's view of every container of deployment `name`."""
     inventory = LocalBackend(client).inventory(name)
     live: dict[str, str] = {}
-    connection_file = inventory.connection_file()
-    if connection_file and Path(connection_file).exists():
-        info = read_connection_file(Path(connection_file))
-        for node in info.data_nodes():
-            if node.host is not None:
-                role = node_role(info, node.name)
-                live[node.container] = (
-                    ("replica" if role.role == "slave" else role.role) if role else "unreachable"
-                )
+    if inventory.containers:
+        with contextlib.suppress(ConfigError):  # no state folder here: Docker's view only
+            info = deployment_info(name, client)
+            for node in info.data_nodes():
+                if node.host is not None:
+                    role = node_role(info, node.name)
+                    live[node.container] = (
+                        ("replica" if role.role == "slave" else role.role)
+                        if role
+                        else "unreachable"
+                    )
     rows = []
     for container_name, container in sorted(inventory.containers.items()):
         state = container.attrs.get("State", {})
@@ -318,11 +341,23 @@ def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
     return rows
 
 
+def state_of(name: str, client: docker.DockerClient) -> StateDir:
+    """The state folder of deployment `name` on this machine."""
+    return StateDir(state_dir_for(name, LocalBackend(client).inventory(name)))
+
+
 def connection_file_for(name: str, client: docker.DockerClient) -> Path:
-    """Where `up` wrote deployment `name`'s connection file."""
-    inventory = LocalBackend(client).inventory(name)
-    recorded = inventory.connection_file()
-    if recorded:
-        return Path(recorded)
-    directory = Path(inventory.state_dir() or default_state_dir(name))
-    return StateDir(directory).connection_file
+    """Where `up` wrote deployment `name`'s (application) connection file."""
+    return state_of(name, client).connection_file
+
+
+def deployment_info(
+    name: str, client: docker.DockerClient, *, breakglass: bool = False
+) -> ConnectionInfo:
+    """The connection file with the operator's credentials (and break-glass, if asked)."""
+    state = state_of(name, client)
+    return read_connection_file(
+        state.connection_file,
+        operator_file=state.operator_file,
+        breakglass_file=state.breakglass_file if breakglass else None,
+    )

@@ -145,14 +145,18 @@ def build_rootfs(manifest_path: Path = MANIFEST) -> tuple[bytes, str]:
     )
     archive.file("/etc/group", f"root:x:0:\nredis:x:{REDIS_UID}:\n".encode())
     archive.file("/etc/nsswitch.conf", b"hosts: files dns\n")
-    redis_version = (versions["redis-tools"] or "").split(":")[-1]
+    for target, source in sorted((manifest.get("files") or {}).items()):
+        archive.file(target, Path(source).read_bytes())
+    redis_version = (versions.get("redis-tools") or "").split(":")[-1]
     return archive.close(), redis_version
 
 
-def build_image(client: docker.DockerClient, reference: str = DEFAULT_IMAGE) -> BuiltImage:
+def build_image(
+    client: docker.DockerClient, reference: str = DEFAULT_IMAGE, manifest: Path = MANIFEST
+) -> BuiltImage:
     """Build and tag the image from this machine's Debian packages."""
     started = time.monotonic()
-    rootfs, redis_version = build_rootfs()
+    rootfs, redis_version = build_rootfs(manifest)
     repository, _, tag = reference.rpartition(":")
     if not repository or "/" in tag:
         repository, tag = reference, "latest"

@@ -15,8 +15,9 @@ from typing import Any
 
 import docker
 
-from infra.connection import read_connection_file
+from infra.connection import OPERATOR_FILE, read_connection_file
 from infra.errors import ConfigError, DeploymentError
+from infra.reports import write_json
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 PROFILES = ("mixed", "session", "cache", "ratelimit", "leaderboard", "counters", "pubsub", "bench")
@@ -35,6 +36,7 @@ class LoadPlan:
     drill: str | None = None  # a drill scenario to run in the middle of the load
     drill_after_s: float = 10.0
     wait_ms: float = 0.0  # think time per user between tasks (0: closed loop, capacity)
+    operator_file: Path | None = None  # for a drill during the load
 
     def check(self) -> None:
         problems = []
@@ -131,7 +133,11 @@ def locust_command(plan: LoadPlan) -> list[str]:
 
 def run_load(plan: LoadPlan, engine: docker.DockerClient | None = None) -> LoadResult:
     plan.check()
-    info = read_connection_file(plan.connection_file)
+    # The drill (if any) needs the operator's credentials, kept beside the connection file.
+    operator = plan.operator_file or plan.connection_file.parent / OPERATOR_FILE
+    info = read_connection_file(
+        plan.connection_file, operator_file=operator if operator.exists() else None
+    )
     if plan.drill and engine is None:
         raise DeploymentError("a drill during the load needs the Docker engine")
     plan.out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +180,7 @@ def run_load(plan: LoadPlan, engine: docker.DockerClient | None = None) -> LoadR
         fault_at = float(drill_report["details"]["fault_at_epoch"])
         result.fault_window = fault_window(timeline, fault_at)
         result.plot = plot_timeline(timeline, fault_at, drill_report, plan.out_dir / "timeline.png")
-        (plan.out_dir / "drill.json").write_text(json.dumps(drill_report, indent=2) + "\n")
+        write_json(plan.out_dir / "drill.json", drill_report)
     return result
 
 
@@ -185,11 +191,16 @@ def _drill_during_load(info: Any, engine: Any, plan: LoadPlan) -> dict[str, Any]
     outcome: dict[str, Any] = {}
 
     def drill() -> None:
-        outcome["report"] = run_drill(info, engine, str(plan.drill)).to_json()
+        try:
+            outcome["report"] = run_drill(info, engine, str(plan.drill)).to_json()
+        except Exception as exc:  # handed to the caller, with its own message
+            outcome["error"] = exc
 
     worker = threading.Thread(target=drill, name="drill")
     worker.start()
     worker.join(timeout=plan.duration_s + 60)
+    if "error" in outcome:
+        raise outcome["error"]
     if "report" not in outcome:
         raise DeploymentError(f"drill {plan.drill} did not finish during the load run")
     return dict(outcome["report"])

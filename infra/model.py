@@ -67,14 +67,53 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class BufferLimit:
+    """A client class's output buffer: cut off at `hard`, or above `soft` for `seconds`."""
+
+    hard_bytes: int
+    soft_bytes: int
+    soft_seconds: int
+
+
+@dataclass(frozen=True)
+class Clients:
+    """What clients may cost a node: each one, and all of them together.
+
+    `maxmemory` is checked before a command runs, not while it builds a value or
+    a reply, so these bound what one command or one slow reader can allocate.
+    """
+
+    maxclients: int
+    max_value_bytes: int  # proto-max-bulk-len: the largest string one command may create
+    query_buffer_bytes: int  # client-query-buffer-limit
+    total_memory_bytes: int  # maxmemory-clients: beyond it the biggest clients are dropped
+    normal: BufferLimit
+    pubsub: BufferLimit
+    replica: BufferLimit
+    busy_reply_ms: int  # busy-reply-threshold: a script running longer gets BUSY replies
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the application user may reach beyond plain data commands."""
+
+    # Pub/sub channel patterns, literal prefixes with an optional trailing '*'. Never
+    # Sentinel's own channel: whoever may PUBLISH on __sentinel__:hello steers failovers.
+    app_channels: tuple[str, ...]
+    # False: only FCALL of the shipped function library. True: EVAL/EVALSHA as well
+    # (Lua memory is outside maxmemory: a script can exhaust the container).
+    app_eval: bool
+
+
+@dataclass(frozen=True)
 class TlsFiles:
     """Certificates the user brings instead of generated ones (all paths absolute)."""
 
     ca_file: Path
     cert_file: Path
     key_file: Path
-    client_cert_file: Path
-    client_key_file: Path
+    client_cert_file: Path | None  # only where clients present certificates
+    client_key_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -82,6 +121,10 @@ class Tls:
     protocols: tuple[str, ...]
     extra_sans: tuple[str, ...]
     files: TlsFiles | None  # None: `redis-infra certs` generates them
+    # True: clients must present a certificate from the deployment's CA (mutual TLS).
+    # A Cluster's bus accepts any certificate of that CA as a peer's, so there clients
+    # get none: they authenticate with their ACL password over server-verified TLS.
+    client_certificates: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,7 +132,8 @@ class Users:
     """ACL user names; their passwords are secrets and never live in the model."""
 
     app: str
-    admin: str
+    admin: str  # the operator, day to day: cannot weaken TLS, persistence or read secrets
+    breakglass: str  # every command Redis still allows; for emergencies only
     health: str
     replication: str
     sentinel: str | None = None  # Sentinel kind only: what sentinels log in as, everywhere
@@ -98,6 +142,7 @@ class Users:
         roles = {
             "app": self.app,
             "admin": self.admin,
+            "breakglass": self.breakglass,
             "health": self.health,
             "replication": self.replication,
         }
@@ -157,6 +202,8 @@ class Topology:
     persistence: Persistence
     memory: Memory
     limits: Limits
+    clients: Clients
+    access: Access
     tls: Tls
     users: Users
     publish: Publish

@@ -65,14 +65,14 @@ def node_role(info: ConnectionInfo, node: str) -> NodeRole | None:
 def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> SentinelView | None:
     client = admin_probe(info, sentinel)
     try:
-        master = _fields(client.execute_command("SENTINEL", "MASTER", service))
+        master = reply_fields(client.execute_command("SENTINEL", "MASTER", service))
         replicas = client.execute_command("SENTINEL", "REPLICAS", service)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
     finally:
         client.close()
     healthy = [
-        r for r in map(_fields, replicas) if r["flags"] == "slave"
+        r for r in map(reply_fields, replicas) if r["flags"] == "slave"
     ]  # no s_down, disconnected
     return SentinelView(
         master=info.node_name(master["ip"]) or master["ip"],  # announced by address
@@ -82,7 +82,7 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
     )
 
 
-def _fields(reply: object) -> dict[str, str]:
+def reply_fields(reply: object) -> dict[str, str]:
     """A Sentinel reply as a mapping, whether RESP2 (flat list) or RESP3 (map)."""
     if isinstance(reply, dict):
         return {str(k): str(v) for k, v in reply.items()}

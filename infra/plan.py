@@ -27,13 +27,25 @@ from infra.certs import CertificateSet
 from infra.cluster_jobs import (
     ADMIN_PASSWORD,
     ADMIN_PASSWORD_FILE,
+    FUNCTIONS_FILE,
+    STAGE_DIR,
     Shard,
     create_script,
+    functions_script,
 )
 from infra.layout import Node, Role, nodes
+from infra.memory_budget import SENTINEL_CONTAINER_BYTES
 from infra.model import Kind, Topology
-from infra.render import CONF_DIR, DATA_DIR, Install, RenderedFile, render_topology
-from infra.secrets import password_ref, referenced
+from infra.render import (
+    CONF_DIR,
+    DATA_DIR,
+    HEALTH_PASSWORD_FILE,
+    Install,
+    RenderedFile,
+    function_library,
+    render_topology,
+)
+from infra.secrets import referenced
 
 LABEL_NAME = "redis-infra.name"  # every resource of a deployment carries it
 LABEL_KIND = "redis-infra.kind"
@@ -45,13 +57,14 @@ LABEL_CONFIG = "redis-infra.config-hash"  # hash of the node's rendered files, s
 LABEL_VOLUME = "redis-infra.volume"  # "data" or "config"
 
 FIRST_NODE_HOST = 10  # .1 is the gateway; .2-.9 stay free
-STAGE_DIR = "/stage"
 JOB_VOLUME_ROOT = "/volumes"
+FUNCTION_NAMES = ("token_bucket", "sliding_window")  # redis/functions/ratelimit.lua
 
 
 class JobKind(StrEnum):
     CONFIG = "config"
     CLUSTER_CREATE = "cluster-create"
+    FUNCTIONS = "functions"
 
 
 @dataclass(frozen=True)
@@ -237,6 +250,7 @@ class Outputs:
     service_name: str | None
     users: dict[str, str]
     endpoints: tuple[NodeEndpoint, ...]
+    access: dict[str, object] = field(default_factory=dict)  # what the app may use, for clients
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,14 @@ def needs_fixed_addresses(topology: Topology) -> bool:
     return topology.kind is not Kind.SINGLE or topology.subnet is not None
 
 
+def fixed_addresses(topology: Topology, subnet: str | None) -> dict[str, str]:
+    """Node name -> fixed IP (empty when the topology needs none): certificates cover them."""
+    chosen = topology.subnet or subnet
+    if not needs_fixed_addresses(topology) or chosen is None:
+        return {}
+    return Addressing.for_nodes(chosen, [node.name for node in nodes(topology)]).addresses
+
+
 def build_plan(topology: Topology, certificates: CertificateSet, subnet: str | None = None) -> Plan:
     """The complete plan for `topology` with the given public certificates.
 
@@ -335,11 +357,11 @@ def build_plan(topology: Topology, certificates: CertificateSet, subnet: str | N
         ):
             volumes.append(VolumeSpec(volume, {**labels, LABEL_VOLUME: purpose}, purpose))
         containers.append(_container(topology, node, files[node.name], networks, addressing))
-    config_job = _config_job(topology, containers)
+    config_job = _config_job(topology, containers, addressing)
     bootstrap = (
         (_cluster_create_job(topology, containers, addressing),)
         if topology.kind is Kind.CLUSTER
-        else ()
+        else (_functions_job(topology, containers, addressing),)
     )
     return Plan(
         name=topology.name,
@@ -376,23 +398,26 @@ def tls_cli_args(conf_dir: str = CONF_DIR) -> tuple[str, ...]:
 
 
 def _healthcheck(topology: Topology, node: Node) -> HealthcheckSpec:
-    # Authenticated PING over TLS as the PING-only user. Docker only accepts the
-    # password on the command line; that user can do nothing but PING.
-    test = (
-        "CMD",
-        "redis-cli",
-        *tls_cli_args(),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(node.port),
-        "--user",
-        topology.users.health,
-        "--pass",
-        password_ref("health").placeholder,
-        "--no-auth-warning",
-        "ping",
+    # Authenticated PING over TLS as the PING-only user, its password read from the
+    # config volume: a command line is readable by every host user (`ps`) and by
+    # `docker inspect`, an owner-only file in the container is not.
+    cli = " ".join(
+        shlex.quote(part)
+        for part in (
+            "redis-cli",
+            *tls_cli_args(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(node.port),
+            "--user",
+            topology.users.health,
+            "--no-auth-warning",
+            "ping",
+        )
     )
+    password = f"{CONF_DIR}/{HEALTH_PASSWORD_FILE}"
+    test = ("CMD-SHELL", f'REDISCLI_AUTH="$(cat {password})" {cli} | grep -q PONG')
     return HealthcheckSpec(test=test, interval_s=5, timeout_s=3, retries=3, start_period_s=10)
 
 
@@ -427,7 +452,11 @@ def _container(
         cap_drop=("ALL",),
         cap_add=(),
         security_opt=("no-new-privileges:true",),
-        memory_bytes=topology.memory.container_limit_bytes,
+        memory_bytes=(
+            SENTINEL_CONTAINER_BYTES
+            if node.role is Role.SENTINEL
+            else topology.memory.container_limit_bytes
+        ),
         pids_limit=topology.limits.pids,
         cpus=topology.limits.cpus,
         restart="unless-stopped",
@@ -470,11 +499,18 @@ install_keeping_role() {  # SOURCE TARGET MODE: new settings, the role Redis rec
   chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
 }
 install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel's state
+  # Only state about this deployment's own nodes is kept: a master, replica or peer
+  # at any other address can only come from a forged hello, and must not survive.
   if [ -e "$2" ]; then
-    master=$(grep -E '^sentinel monitor ' "$2" | head -n 1 | cut -d ' ' -f 4,5)
-    sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$1" > "$2.new"
-    state='^sentinel (myid|config-epoch|leader-epoch|current-epoch|known-replica|known-sentinel) '
-    grep -E "$state" "$2" >> "$2.new" || true
+    master=$(grep -E "^sentinel monitor [^ ]+ ($DATA_NODES) " "$2" | head -n 1 | cut -d ' ' -f 4,5)
+    if [ -n "$master" ]; then
+      sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$1" > "$2.new"
+    else
+      cp "$1" "$2.new"
+    fi
+    grep -E '^sentinel (myid|config-epoch|leader-epoch|current-epoch) ' "$2" >> "$2.new" || true
+    grep -E "^sentinel known-replica [^ ]+ ($DATA_NODES) " "$2" >> "$2.new" || true
+    grep -E "^sentinel known-sentinel [^ ]+ ($SENTINELS) " "$2" >> "$2.new" || true
   else
     cp "$1" "$2.new"
   fi
@@ -491,11 +527,30 @@ _INSTALLERS = {
 }
 
 
-def _config_job(topology: Topology, containers: list[ContainerSpec]) -> JobSpec:
+def _address_pattern(addresses: list[str]) -> str:
+    """An extended regex matching exactly these IPv4 addresses."""
+    return "|".join(address.replace(".", r"\.") for address in addresses) or "^$"
+
+
+def _config_job(
+    topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
+) -> JobSpec:
     uploads: list[UploadSpec] = []
     mounts: list[MountSpec] = []
     owner = f"{topology.uid}:{topology.uid}"
-    script = ["set -eu", "umask 077", f"OWNER={owner}", CONFIG_JOB_FUNCTIONS.strip()]
+    known = addressing.addresses if addressing else {}
+    data = [known[s.node.name] for s in containers if s.node.is_data_node and s.node.name in known]
+    peers = [known[s.node.name] for s in containers if not s.node.is_data_node]
+    script = [
+        "set -eu",
+        # The staged files hold private keys and passwords: gone however this ends.
+        f"trap 'rm -rf {STAGE_DIR}' EXIT",
+        "umask 077",
+        f"OWNER={owner}",
+        f"DATA_NODES={shlex.quote(_address_pattern(data))}",
+        f"SENTINELS={shlex.quote(_address_pattern(peers))}",
+        CONFIG_JOB_FUNCTIONS.strip(),
+    ]
     for spec in containers:
         node = spec.node.name
         roots = {
@@ -556,45 +611,73 @@ def shards_of(containers: list[ContainerSpec], addressing: Addressing) -> list[S
     return shards
 
 
-def cluster_job(
+def operator_job(
     topology: Topology,
     containers: list[ContainerSpec],
     kind: JobKind,
     script: str,
 ) -> JobSpec:
-    """A one-shot `redis-cli --cluster` job on the network, as the admin user.
+    """A one-shot `redis-cli` job on the network, as the operator (admin) user.
 
-    It borrows the first node's config volume (read-only) for the CA and a client
-    certificate, and reads the admin password from an upload (not the command line).
+    It borrows the first data node's config volume (read-only) for the CA and a
+    client certificate, and reads the operator's password from an upload, deleting
+    it before doing anything else (under Pulumi the exited container stays, and
+    anything left in it can be copied out). It runs as root so that it may delete
+    what Docker uploaded as root, with one capability, DAC_READ_SEARCH, to read the
+    node's key that belongs to the Redis uid; nothing else.
     """
-    volumes = {m.target: m.volume for m in containers[0].mounts}
+    data = [spec for spec in containers if spec.node.is_data_node]
+    volumes = {m.target: m.volume for m in data[0].mounts}
     return JobSpec(
         name=f"{topology.name}-{kind.value}",
         kind=kind,
         image=topology.image,
         command=("sh", "-c", script),
-        user=f"{topology.uid}:{topology.uid}",
+        user="0:0",
         cap_drop=("ALL",),
-        cap_add=(),
+        cap_add=("DAC_READ_SEARCH",),
         security_opt=("no-new-privileges:true",),
         network=network_name(topology),
         mounts=(MountSpec(volumes[CONF_DIR], CONF_DIR, read_only=True),),
-        uploads=(UploadSpec(ADMIN_PASSWORD_FILE, ADMIN_PASSWORD.placeholder, 0o444),),
+        uploads=(
+            UploadSpec(ADMIN_PASSWORD_FILE, ADMIN_PASSWORD.placeholder, 0o400),
+            UploadSpec(FUNCTIONS_FILE, function_library(), 0o444),
+        ),
         labels={**base_labels(topology), LABEL_ROLE: kind.value},
         timeout_s=180,
     )
 
 
+def _job_addresses(containers: list[ContainerSpec], addressing: Addressing | None) -> list[str]:
+    """How a job on the network reaches each data node: fixed address, else name."""
+    return [
+        addressing.addresses[spec.node.name] if addressing else spec.node.name
+        for spec in containers
+        if spec.node.is_data_node
+    ]
+
+
+def _functions_job(
+    topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
+) -> JobSpec:
+    """Loads the shipped function library on the master (replicas receive it)."""
+    script = functions_script(
+        _job_addresses(containers, addressing), tls_cli_args(), topology.users.admin, topology.port
+    )
+    return operator_job(topology, containers, JobKind.FUNCTIONS, script)
+
+
 def _cluster_create_job(
     topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
 ) -> JobSpec:
-    """Forms the cluster over TLS once every node runs; does nothing if already formed."""
+    """Forms the cluster over TLS once every node runs, then loads the function library
+    on every master; does nothing that is already done."""
     assert addressing is not None
     data = [spec for spec in containers if spec.node.is_data_node]
     script = create_script(
         shards_of(data, addressing), tls_cli_args(), topology.users.admin, topology.port
     )
-    return cluster_job(topology, data, JobKind.CLUSTER_CREATE, script)
+    return operator_job(topology, data, JobKind.CLUSTER_CREATE, script)
 
 
 def _outputs(
@@ -620,4 +703,9 @@ def _outputs(
         service_name=topology.sentinel.service_name if topology.sentinel else None,
         users=topology.users.by_role(),
         endpoints=endpoints,
+        access={
+            "channels": list(topology.access.app_channels),
+            "eval": topology.access.app_eval,
+            "functions": list(FUNCTION_NAMES),
+        },
     )

@@ -5,8 +5,12 @@ Stack config (Pulumi.<stack>.yaml), namespace `redis-infra`:
     name          deployment name (default redis-<stack>)
     tlsDir        certificates written by `redis-infra certs` (default certs/<stack>)
     overrides     an object merged over the topology file, e.g. {publish: {base_port: 16379}}
-    appPassword, adminPassword, healthPassword, replicationPassword[, sentinelPassword]
+    appPassword, adminPassword, breakglassPassword, healthPassword, replicationPassword
+    [, sentinelPassword]
                   secrets, set with `pulumi config set --secret`
+
+Outputs: `connection` (what applications need), `appPassword`, and, for operators
+only, `operatorCredentials` and `breakglassCredentials` (all three secret).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from infra.certs import load_brought_files, load_generated
 from infra.deploy import single_engine_only
 from infra.errors import ConfigError, Problem
 from infra.model import Topology
-from infra.plan import build_plan, needs_fixed_addresses
+from infra.plan import build_plan, fixed_addresses, needs_fixed_addresses
 from infra.secrets import password_problem
 from infra.topology import load_topology
 
@@ -105,25 +109,38 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
         f"run `redis-infra certs --topology {config.get('topology') or 'single'} "
         f"--name {topology.name} --out {tls_dir}` (same --set overrides as the stack)"
     )
+    addresses = fixed_addresses(topology, topology.subnet)
     bundle = (
-        load_brought_files(topology)
+        load_brought_files(topology, addresses)
         if topology.tls.files
-        else load_generated(topology, tls_dir, certs_fix)
+        else load_generated(topology, tls_dir, certs_fix, addresses)
     )
     plan = build_plan(topology, bundle.certificates)
     password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
-    password_names = sorted({*password_names, "app_password", "admin_password"})
+    password_names = sorted(
+        {*password_names, "app_password", "admin_password", "breakglass_password"}
+    )
     secrets: dict[str, pulumi.Input[str]] = dict(password_outputs(config, password_names, stack))
     for name, pem in bundle.private_keys.items():
         secrets[name] = pulumi.Output.secret(pem)
     component = COMPONENTS[topology.kind.value](topology.name, RedisDeploymentArgs(plan, secrets))
     pulumi.export("connection", component.connection)
     pulumi.export("caFile", str(bundle.certificates.ca_file))
-    pulumi.export("clientCertFile", str(bundle.certificates.client_cert_file))
-    pulumi.export("clientKeyFile", str(bundle.certificates.client_key_file))
+    if bundle.certificates.client_cert_file:
+        pulumi.export("clientCertFile", str(bundle.certificates.client_cert_file))
+        pulumi.export("clientKeyFile", str(bundle.certificates.client_key_file))
     pulumi.export("appPassword", secrets["app_password"])
-    pulumi.export("adminPassword", secrets["admin_password"])
+    # Operator credentials are separate outputs: the application's never include them.
+    for output, role in (("operatorCredentials", "admin"), ("breakglassCredentials", "breakglass")):
+        pulumi.export(output, _credentials(plan.outputs.users[role], secrets[f"{role}_password"]))
     return component
+
+
+def _credentials(username: str, password: pulumi.Input[str]) -> pulumi.Output[dict[str, str]]:
+    def pair(value: str) -> dict[str, str]:
+        return {"username": username, "password": value}
+
+    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(pair))
 
 
 def main() -> None:

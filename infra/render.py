@@ -21,12 +21,42 @@ from infra.secrets import password_ref, referenced, tls_key_ref
 from infra.sizes import format_size
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "redis" / "templates"
+FUNCTIONS_LIBRARY = Path(__file__).resolve().parent.parent / "redis" / "functions" / "ratelimit.lua"
 CONF_DIR = "/etc/redis-infra"  # the node's config volume, mounted read-only
 DATA_DIR = "/data"  # the node's data volume
 
 # Modes inside the config volume (owned by the Redis uid): secrets owner-read-only.
 PUBLIC_MODE = 0o444
 SECRET_MODE = 0o400
+HEALTH_PASSWORD_FILE = "health-password"  # noqa: S105 - a file name; the health check reads it; never on a command line
+
+# TLS 1.2 ciphers: AEAD with forward secrecy (ECDHE), for ECDSA and RSA certificates.
+TLS12_CIPHERS = ":".join(
+    f"ECDHE-{key}-{cipher}"
+    for key in ("ECDSA", "RSA")
+    for cipher in ("AES256-GCM-SHA384", "CHACHA20-POLY1305", "AES128-GCM-SHA256")
+)
+
+# -- who may do what: the ACL rules beyond each user's line in the templates --------
+# The application: data commands; server-side code only through FCALL of the shipped
+# library unless access.app_eval allows EVAL (never FUNCTION writes or SCRIPT FLUSH:
+# a replaced function would run later with its caller's rights, an operator's too).
+APP_FUNCTIONS = "+fcall +fcall_ro"
+APP_EVAL = "+eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists"
+# The day-to-day operator on data nodes: everything but what would weaken the node or
+# read its secrets (CONFIG GET shows masterauth), change who may log in, re-point
+# replication (REPLICAOF sends masterauth to whatever it names) or stop the node.
+OPERATOR_DENIED = (
+    "-config|set -config|get -config|rewrite -acl|setuser -acl|deluser -acl|load -acl|save "
+    "-replicaof -slaveof -failover -sync -psync -replconf -shutdown -debug -module"
+)
+# The operator on sentinels: fail over and observe, but not forge hellos, vote in
+# elections, re-point the group or change its settings and users.
+SENTINEL_OPERATOR_DENIED = (
+    "-publish -sentinel|set -sentinel|config -sentinel|monitor -sentinel|remove "
+    "-sentinel|debug -sentinel|simulate-failure -sentinel|is-master-down-by-addr "
+    "-acl|setuser -acl|deluser -acl|load -acl|save -shutdown"
+)
 
 
 class Install(StrEnum):
@@ -77,6 +107,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@cache
+def function_library() -> str:
+    """The Redis Function library every deployment loads (FCALL token_bucket, ...)."""
+    return FUNCTIONS_LIBRARY.read_text(encoding="utf-8")
+
+
 def _render(template: str, **context: object) -> str:
     return _environment().get_template(template).render(**context)
 
@@ -113,11 +149,19 @@ def render_node(
         "password_hash": _password_hash,
         "replication_password": password_ref("replication").placeholder,
         "sentinel_password": password_ref("sentinel").placeholder,
+        "clients": topology.clients,
+        "size": format_size,
+        "tls_ciphers": TLS12_CIPHERS,
+        "app_channels": " ".join(f"&{pattern}" for pattern in topology.access.app_channels),
+        "app_scripting": APP_FUNCTIONS + (f" {APP_EVAL}" if topology.access.app_eval else ""),
+        "operator_denied": OPERATOR_DENIED,
+        "sentinel_operator_denied": SENTINEL_OPERATOR_DENIED,
     }
     tls_files = [
         RenderedFile("tls/ca.crt", certificates.ca_pem, PUBLIC_MODE),
         RenderedFile("tls/server.crt", certificates.server_pems[node.name], PUBLIC_MODE),
         RenderedFile("tls/server.key", tls_key_ref(node.name).placeholder, SECRET_MODE),
+        RenderedFile(HEALTH_PASSWORD_FILE, password_ref("health").placeholder, SECRET_MODE),
     ]
     master = master_node(topology) if topology.kind is not Kind.CLUSTER else None
     context["master"] = master

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import docker
 
-from infra.backends.local import LABEL_CONNECTION_FILE, LABEL_STATE_DIR, Created, LocalBackend
+from infra.backends.local import LABEL_STATE_DIR, Created, LocalBackend
 from infra.connection import ConnectionInfo
-from infra.deploy import prepare, run_job_or_fail
+from infra.deploy import prepare, run_job_or_fail, state_dir_for, write_connection_files
 from infra.errors import ConfigError, DeploymentError
 from infra.observe_cluster import wait_cluster_ready
 from infra.readiness import wait_for_ping
@@ -45,9 +45,7 @@ def scale_cluster(name: str, masters: int, client: docker.DockerClient) -> Scale
             f"no deployment named {name} on this engine",
             "check the name with `redis-infra status`",
         )
-    state_dir = inventory.state_dir()
-    connection_file = inventory.connection_file()
-    assert state_dir and connection_file
+    state_dir = str(state_dir_for(name, inventory))
     settings = StateDir(Path(state_dir)).settings()
     if settings.get("kind") != "cluster":
         raise ConfigError.single(
@@ -71,7 +69,7 @@ def scale_cluster(name: str, masters: int, client: docker.DockerClient) -> Scale
         source=f"{state_dir}/topology.json + --masters {masters}",
         base_dir=Path(state_dir),
     )
-    prepared = prepare(topology, Path(connection_file), inventory, backend.used_subnets)
+    prepared = prepare(topology, inventory, backend.used_subnets)
     plan = prepared.plan
     new_nodes = [spec.name for spec in plan.containers if spec.name not in inventory.containers]
     unexpected = [
@@ -85,7 +83,7 @@ def scale_cluster(name: str, masters: int, client: docker.DockerClient) -> Scale
             + "\n  - ".join(unexpected)
         )
     created = Created()
-    labels = {LABEL_STATE_DIR: state_dir, LABEL_CONNECTION_FILE: connection_file}
+    labels = {LABEL_STATE_DIR: state_dir}
     try:
         backend.create(plan, prepared.secrets, prepared.host_ports, labels, created, inventory)
         wait_for_ping(prepared.info, 60, alive=lambda: backend.check_running(new_nodes))
@@ -103,7 +101,8 @@ def scale_cluster(name: str, masters: int, client: docker.DockerClient) -> Scale
             "step it already did is skipped."
         ) from exc
     wait_cluster_ready(prepared.info, 120)
-    prepared.info.write(Path(connection_file))
+    for copy in [None, *prepared.state.copies()]:
+        write_connection_files(prepared, copy)
     prepared.state.save_settings(topology.settings)
     return ScaleResult(
         info=prepared.info,

@@ -43,9 +43,6 @@ def tls_key_ref(node: str) -> SecretRef:
     return SecretRef(f"tls_key:{node}")
 
 
-CLIENT_KEY_REF = SecretRef("tls_key:client")
-
-
 def referenced(texts: Iterable[str]) -> set[str]:
     """Names of every secret the given texts refer to."""
     return {match.group("name") for text in texts for match in _PLACEHOLDER.finditer(text)}

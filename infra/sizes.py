@@ -43,3 +43,10 @@ def format_size(size_bytes: int) -> str:
 def to_mebibytes(size_bytes: int) -> int:
     """Whole MiB, rounded up: the unit pulumi-docker takes for container memory."""
     return -(-size_bytes // 1024**2)
+
+
+def format_human(size_bytes: int) -> str:
+    """A size for people: "608 MiB", "1.5 GiB"."""
+    if size_bytes >= 1024**3:
+        return f"{size_bytes / 1024**3:.3g} GiB"
+    return f"{size_bytes / 1024**2:.4g} MiB"

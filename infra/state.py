@@ -1,10 +1,19 @@
-"""What the local backend keeps on the deploying machine, in the connection file's directory.
+"""What the local backend keeps on the deploying machine, one folder per deployment.
 
-<dir>/connection.json   what clients need (0600: it holds passwords)
-<dir>/secrets.json      generated passwords (0600); a user may pre-fill it
-<dir>/allocations.json  host ports and the subnet, chosen once and kept, so the
-                        connection file and the nodes' addresses stay valid
-<dir>/tls/              CA, node and client certificates (keys 0600)
+`$REDIS_INFRA_STATE_HOME/<name>/` (else `$XDG_STATE_HOME/redis-infra/<name>/`), 0700:
+
+connection.json   the application's connection file (0600: its password)
+operator.json     the operator's credentials and the deployment's settings (0600)
+breakglass.json   the emergency user's credentials (0600)
+secrets.json      every password (0600); a user may pre-fill it
+allocations.json  host ports and the subnet, chosen once and kept, so the
+                  connection file and the nodes' addresses stay valid
+topology.json     the merged settings of the last successful `up` (or scale)
+copies.json       where `up --out` also wrote the connection file
+tls/              CA, node and client certificates (keys 0600)
+
+The folder is the deployment's, never a user's: `down` deletes exactly these
+files, and a folder or secret file others could write or read is refused.
 """
 
 from __future__ import annotations
@@ -14,13 +23,19 @@ import ipaddress
 import json
 import os
 import secrets
-import shutil
 import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from infra.connection import BREAKGLASS_FILE, OPERATOR_FILE
 from infra.errors import ConfigError, Problem
+from infra.private_files import (
+    check_private_dir,
+    check_private_file,
+    ensure_private_dir,
+    write_private_json,
+)
 from infra.secrets import generate_password, password_problem
 
 STATE_HOME_ENV = "REDIS_INFRA_STATE_HOME"
@@ -28,6 +43,7 @@ CONNECTION_FILE = "connection.json"
 SECRETS_FILE = "secrets.json"
 ALLOCATIONS_FILE = "allocations.json"
 SETTINGS_FILE = "topology.json"  # the merged settings the deployment was built from
+COPIES_FILE = "copies.json"
 SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")  # /24s for deployments' internal networks
 TLS_DIR = "tls"
 
@@ -41,27 +57,33 @@ def default_state_dir(name: str) -> Path:
     return Path(xdg).expanduser().resolve() / "redis-infra" / name
 
 
-def write_private_json(path: Path, data: Any) -> None:
-    """Write JSON readable by the owner only, atomically (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    temporary.replace(path)
-
-
 class StateDir:
     """The directory holding one deployment's local files."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory.resolve()
+        check_private_dir(self.path.parent)
+        check_private_dir(self.path)
+
+    def create(self) -> StateDir:
+        ensure_private_dir(self.path)
+        return self
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / SECRETS_FILE).exists()
 
     @property
     def connection_file(self) -> Path:
         return self.path / CONNECTION_FILE
+
+    @property
+    def operator_file(self) -> Path:
+        return self.path / OPERATOR_FILE
+
+    @property
+    def breakglass_file(self) -> Path:
+        return self.path / BREAKGLASS_FILE
 
     @property
     def tls_dir(self) -> Path:
@@ -71,6 +93,7 @@ class StateDir:
         path = self.path / filename
         if not path.exists():
             return {}
+        check_private_file(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -108,6 +131,7 @@ class StateDir:
         if problems:
             raise ConfigError(str(self.path / SECRETS_FILE), problems)
         if changed:
+            self.create()
             write_private_json(self.path / SECRETS_FILE, {**stored, **values})
         return values
 
@@ -163,13 +187,55 @@ class StateDir:
             )
         return stored
 
-    def remove(self) -> None:
-        """Forget the deployment: secrets, ports, certificates and connection file."""
-        for filename in (CONNECTION_FILE, SECRETS_FILE, ALLOCATIONS_FILE, SETTINGS_FILE):
-            (self.path / filename).unlink(missing_ok=True)
-        shutil.rmtree(self.tls_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # only if nothing else (user files) is left
-            self.path.rmdir()
+    def record_copy(self, path: Path) -> None:
+        """`up --out` wrote the connection file there too: `down` removes it as well."""
+        copies = self._read(COPIES_FILE).get("files", [])
+        if str(path) not in copies and path != self.connection_file:
+            write_private_json(self.path / COPIES_FILE, {"files": [*copies, str(path)]})
+
+    def copies(self) -> list[Path]:
+        return [Path(p) for p in self._read(COPIES_FILE).get("files", [])]
+
+    def remove(self, deployment: str) -> list[Path]:
+        """Forget the deployment: exactly the files `up` wrote, nothing else; what was removed."""
+        removed: list[Path] = []
+        for copy in self.copies():
+            if _is_connection_file_of(copy, deployment):
+                copy.unlink()
+                removed.append(copy)
+        names = [
+            CONNECTION_FILE,
+            OPERATOR_FILE,
+            BREAKGLASS_FILE,
+            SECRETS_FILE,
+            ALLOCATIONS_FILE,
+            SETTINGS_FILE,
+            COPIES_FILE,
+            f"{TLS_DIR}/ca.crt",
+            f"{TLS_DIR}/ca.key",
+            f"{TLS_DIR}/client.crt",
+            f"{TLS_DIR}/client.key",
+        ]
+        paths = [self.path / name for name in names]
+        paths += sorted((self.tls_dir / "nodes").glob(f"{deployment}-*.crt"))
+        paths += sorted((self.tls_dir / "nodes").glob(f"{deployment}-*.key"))
+        for path in paths:
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+        for directory in (self.tls_dir / "nodes", self.tls_dir, self.path):
+            with contextlib.suppress(OSError):  # only if nothing else is left in it
+                directory.rmdir()
+        return removed
+
+
+def _is_connection_file_of(path: Path, deployment: str) -> bool:
+    """Delete a copy only while it still is this deployment's connection file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("name") == deployment and "nodes" in data
 
 
 # Below Linux's ephemeral range (32768-60999): a kept port must not be handed to an

@@ -21,10 +21,14 @@ import yaml
 from infra.certs import check_brought_files
 from infra.errors import ConfigError, Problem
 from infra.layout import Node, nodes
+from infra.memory_budget import data_node_budget
 from infra.model import (
     APPENDFSYNC_MODES,
     EVICTION_POLICIES,
     TLS_PROTOCOLS,
+    Access,
+    BufferLimit,
+    Clients,
     ClusterSettings,
     Kind,
     Limits,
@@ -38,7 +42,7 @@ from infra.model import (
     Users,
     Workload,
 )
-from infra.sizes import format_size, parse_size
+from infra.sizes import format_human, format_size, parse_size
 
 TOPOLOGIES_DIR = Path(__file__).resolve().parent.parent / "topologies"
 
@@ -51,11 +55,11 @@ IMAGE_PATTERN = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
 SERVICE_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
-# Memory a container needs beyond maxmemory: the fork of an RDB save or AOF rewrite
-# (copy-on-write), replication backlog and client buffers.
-MEMORY_HEADROOM = 1.25
-MIN_CONTAINER_MEMORY = 32 * 1024**2
 CLUSTER_BUS_OFFSET = 10000
+# An application channel pattern: a literal prefix (which never starts with '_', so
+# Sentinel's __sentinel__:hello can never match), optionally ending in '*'.
+CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._{}-]*\*?$")
+MIN_PROTO_BULK = 1024**2  # Redis refuses a smaller proto-max-bulk-len or query buffer
 
 _TOP_KEYS = {
     "kind",
@@ -66,6 +70,8 @@ _TOP_KEYS = {
     "persistence",
     "memory",
     "limits",
+    "clients",
+    "access",
     "tls",
     "users",
     "publish",
@@ -77,16 +83,28 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "persistence": {"aof", "appendfsync", "rdb_save"},
     "memory": {"workload", "maxmemory", "policy", "container_limit"},
     "limits": {"pids", "cpus"},
+    "clients": {
+        "maxclients",
+        "max_value",
+        "query_buffer",
+        "total_memory",
+        "output_normal",
+        "output_pubsub",
+        "output_replica",
+        "busy_reply_ms",
+    },
+    "access": {"app_channels", "app_eval"},
     "tls": {
         "protocols",
         "extra_sans",
+        "client_certificates",
         "ca_file",
         "cert_file",
         "key_file",
         "client_cert_file",
         "client_key_file",
     },
-    "users": {"app", "admin", "health", "replication", "sentinel"},
+    "users": {"app", "admin", "breakglass", "health", "replication", "sentinel"},
     "publish": {"enabled", "host_ip", "base_port"},
     "sentinel": {
         "replicas",
@@ -400,6 +418,10 @@ class _Reader:
         network = self.section(data, "network")
         internal_network = self.boolean(network, "internal", "network.internal")
         subnet = self.subnet(network)
+        sentinel = self.sentinel(self.section(data, "sentinel")) if kind is Kind.SENTINEL else None
+        cluster = self.cluster(self.section(data, "cluster")) if kind is Kind.CLUSTER else None
+        clients = self.clients(self.section(data, "clients"))
+        replicas = sentinel.replicas if sentinel else cluster.replicas_per_master if cluster else 0
         topology = Topology(
             name=name,
             kind=kind,
@@ -409,15 +431,15 @@ class _Reader:
             internal_network=internal_network,
             subnet=subnet,
             persistence=self.persistence(self.section(data, "persistence")),
-            memory=self.memory(self.section(data, "memory")),
+            memory=self.memory(self.section(data, "memory"), clients, replicas),
             limits=self.limits(self.section(data, "limits")),
+            clients=clients,
+            access=self.access(self.section(data, "access")),
             tls=self.tls(self.section(data, "tls")),
             users=self.users(self.section(data, "users"), kind),
             publish=self.publish(self.section(data, "publish")),
-            sentinel=self.sentinel(self.section(data, "sentinel"))
-            if kind is Kind.SENTINEL
-            else None,
-            cluster=self.cluster(self.section(data, "cluster")) if kind is Kind.CLUSTER else None,
+            sentinel=sentinel,
+            cluster=cluster,
         )
         self.cross_checks(topology)
         return topology
@@ -465,11 +487,10 @@ class _Reader:
             rdb_save=tuple(save),
         )
 
-    def memory(self, data: Mapping[str, Any]) -> Memory:
+    def memory(self, data: Mapping[str, Any], clients: Clients, replicas: int) -> Memory:
         workload = self.choice(data, "workload", "memory.workload", [w.value for w in Workload])
         policy = self.choice(data, "policy", "memory.policy", EVICTION_POLICIES)
         maxmemory = self.size(data, "maxmemory", "memory.maxmemory")
-        limit = self.size(data, "container_limit", "memory.container_limit")
         if workload == Workload.DURABLE and policy and policy != "noeviction":
             self.problem(
                 "memory.policy",
@@ -478,26 +499,117 @@ class _Reader:
                 "keep policy: noeviction (a full instance refuses writes with OOM), or set "
                 "workload: cache for data that can be rebuilt, ideally in a separate deployment",
             )
-        if limit and limit < MIN_CONTAINER_MEMORY:
-            self.problem(
-                "memory.container_limit",
-                f"{format_size(limit)} cannot hold a Redis process (it needs about 10 MB "
-                "before any data, and Docker refuses limits below 6 MB)",
-                f"set container_limit to at least {format_size(MIN_CONTAINER_MEMORY)}",
-            )
-        elif maxmemory and limit and limit < maxmemory * MEMORY_HEADROOM:
-            needed = format_size(int(maxmemory * MEMORY_HEADROOM))
-            self.problem(
-                "memory.container_limit",
-                f"{format_size(limit)} leaves no room above maxmemory {format_size(maxmemory)} "
-                "for forks (RDB/AOF), replication and client buffers; the kernel would kill Redis",
-                f"set container_limit to at least {needed} or lower maxmemory",
-            )
+        budget = data_node_budget(maxmemory, clients, replicas)
+        limit = budget.total
+        if data.get("container_limit", "auto") != "auto":
+            limit = self.size(data, "container_limit", "memory.container_limit")
+            if limit and maxmemory and limit < budget.total:
+                self.problem(
+                    "memory.container_limit",
+                    f"{format_human(limit)} is below what a node may hold at worst: "
+                    f"{budget.explain()} = {format_human(budget.total)}; past its limit the "
+                    "kernel kills the container (a failover anyone who fills it can repeat)",
+                    f"set container_limit to auto (or at least {format_size(budget.total)}), "
+                    "or lower maxmemory or the client limits",
+                )
         return Memory(
             workload=Workload(workload) if workload in set(Workload) else Workload.DURABLE,
             maxmemory_bytes=maxmemory,
             policy=policy,
             container_limit_bytes=limit,
+        )
+
+    def buffer_limit(self, data: Mapping[str, Any], key: str) -> BufferLimit:
+        path = f"clients.{key}"
+        value = self._require(data, key, path)
+        if not isinstance(value, Mapping) or set(value) != {"hard", "soft", "seconds"}:
+            self.problem(
+                path,
+                f"must be a mapping of hard, soft and seconds, got {value!r}",
+                f"write e.g. {path}: {{hard: 16mb, soft: 8mb, seconds: 10}}",
+            )
+            return BufferLimit(0, 0, 0)
+        hard = self.size(value, "hard", f"{path}.hard")
+        soft = self.size(value, "soft", f"{path}.soft")
+        seconds = self.integer(value, "seconds", f"{path}.seconds", minimum=1, maximum=3600)
+        if hard and soft and soft > hard:
+            self.problem(
+                f"{path}.soft",
+                f"{format_size(soft)} is above the hard limit {format_size(hard)}",
+                "make soft at most hard",
+            )
+        return BufferLimit(hard, soft, seconds)
+
+    def clients(self, data: Mapping[str, Any]) -> Clients:
+        max_value = self.size(data, "max_value", "clients.max_value")
+        query_buffer = self.size(data, "query_buffer", "clients.query_buffer")
+        total = self.size(data, "total_memory", "clients.total_memory")
+        normal = self.buffer_limit(data, "output_normal")
+        for field, size in (("max_value", max_value), ("query_buffer", query_buffer)):
+            if size and size < MIN_PROTO_BULK:
+                self.problem(
+                    f"clients.{field}",
+                    f"{format_size(size)} is below the 1mb Redis accepts",
+                    "use 1mb or more",
+                )
+        if max_value and query_buffer and query_buffer < max_value:
+            self.problem(
+                "clients.query_buffer",
+                f"{format_size(query_buffer)} cannot hold a command carrying the largest "
+                f"value ({format_size(max_value)}, clients.max_value)",
+                f"set query_buffer to at least {format_size(max_value)}",
+            )
+        if max_value and normal.hard_bytes and normal.hard_bytes < max_value:
+            self.problem(
+                "clients.output_normal.hard",
+                f"{format_size(normal.hard_bytes)} is below clients.max_value "
+                f"{format_size(max_value)}: a client reading back the largest value it may "
+                "write would be disconnected",
+                f"set it to at least {format_size(max_value)}",
+            )
+        if (
+            total
+            and normal.hard_bytes
+            and query_buffer
+            and total < normal.hard_bytes + query_buffer
+        ):
+            needed = normal.hard_bytes + query_buffer
+            self.problem(
+                "clients.total_memory",
+                f"{format_size(total)} cannot hold even one client at its limits "
+                f"(output_normal.hard + query_buffer = {format_size(needed)}): Redis would "
+                "drop clients doing nothing wrong",
+                f"set total_memory to at least {format_size(needed)}",
+            )
+        return Clients(
+            maxclients=self.integer(
+                data, "maxclients", "clients.maxclients", minimum=16, maximum=65000
+            ),
+            max_value_bytes=max_value,
+            query_buffer_bytes=query_buffer,
+            total_memory_bytes=total,
+            normal=normal,
+            pubsub=self.buffer_limit(data, "output_pubsub"),
+            replica=self.buffer_limit(data, "output_replica"),
+            busy_reply_ms=self.integer(
+                data, "busy_reply_ms", "clients.busy_reply_ms", minimum=100, maximum=60000
+            ),
+        )
+
+    def access(self, data: Mapping[str, Any]) -> Access:
+        channels = self.string_list(data, "app_channels", "access.app_channels")
+        for pattern in channels:
+            if not CHANNEL_PATTERN.match(pattern):
+                self.problem(
+                    "access.app_channels",
+                    f"'{pattern}' is not a literal channel prefix with an optional trailing "
+                    "'*': a broader pattern could reach __sentinel__:hello, the channel "
+                    "Sentinel trusts to decide who the master is",
+                    "name your application's channels, e.g. 'app:*' or 'trackeep:messages:*'",
+                )
+        return Access(
+            app_channels=tuple(channels),
+            app_eval=self.boolean(data, "app_eval", "access.app_eval"),
         )
 
     def limits(self, data: Mapping[str, Any]) -> Limits:
@@ -540,21 +652,33 @@ class _Reader:
                     f"'{san}' is neither a DNS name nor an IP address",
                     "list host names or IP addresses clients use, e.g. redis.internal",
                 )
+        client_certificates = self.boolean(data, "client_certificates", "tls.client_certificates")
         return Tls(
-            protocols=tuple(protocols), extra_sans=tuple(extra_sans), files=self.tls_files(data)
+            protocols=tuple(protocols),
+            extra_sans=tuple(extra_sans),
+            files=self.tls_files(data, client_certificates),
+            client_certificates=client_certificates,
         )
 
-    def tls_files(self, data: Mapping[str, Any]) -> TlsFiles | None:
-        given = {key: data.get(key) for key in _TLS_FILE_KEYS}
+    def tls_files(self, data: Mapping[str, Any], client_certificates: bool) -> TlsFiles | None:
+        keys = _TLS_FILE_KEYS if client_certificates else _TLS_FILE_KEYS[:3]
+        given = {key: data.get(key) for key in keys}
         if all(value is None for value in given.values()):
             return None
-        paths: dict[str, Path] = {}
+        for key in set(_TLS_FILE_KEYS) - set(keys):
+            if data.get(key) is not None:
+                self.problem(
+                    f"tls.{key}",
+                    "is given, but tls.client_certificates is false: clients present none",
+                    f"remove tls.{key}",
+                )
+        paths: dict[str, Path | None] = dict.fromkeys(_TLS_FILE_KEYS)
         for key, value in given.items():
             if value is None:
                 missing = ", ".join(f"tls.{k}" for k, v in given.items() if v is None)
                 self.problem(
                     f"tls.{key}",
-                    "is missing: bring all five TLS files or none",
+                    f"is missing: bring all {len(keys)} TLS files or none",
                     f"set {missing}, or remove every tls.*_file to have them generated",
                 )
                 return None
@@ -569,10 +693,10 @@ class _Reader:
                     "fix the path, or run `redis-infra certs` to generate certificates",
                 )
             paths[key] = path
-        return TlsFiles(**paths)
+        return TlsFiles(**paths)  # type: ignore[arg-type]
 
     def users(self, data: Mapping[str, Any], kind: Kind) -> Users:
-        roles = ["app", "admin", "health", "replication"]
+        roles = ["app", "admin", "breakglass", "health", "replication"]
         if kind is Kind.SENTINEL:
             roles.append("sentinel")
         elif "sentinel" in data:
@@ -776,6 +900,29 @@ class _Reader:
                     "give every service its own port",
                 )
             seen[port] = field
+        if topology.cluster is not None and topology.tls.client_certificates:
+            self.problem(
+                "tls.client_certificates",
+                "true would hand every application a cluster bus credential: Redis 7.0 accepts "
+                "any certificate of the deployment's CA as a peer on the bus (port + 10000), "
+                "where a forged FAIL or slot claim can fail over or empty a master",
+                "keep it false for a cluster: clients then authenticate with their ACL password "
+                "over TLS that verifies the server, and only nodes hold certificates",
+            )
+        busy = topology.clients.busy_reply_ms
+        timeouts = {}
+        if topology.sentinel is not None:
+            timeouts["sentinel.down_after_ms"] = topology.sentinel.down_after_ms
+        if topology.cluster is not None:
+            timeouts["cluster.node_timeout_ms"] = topology.cluster.node_timeout_ms
+        for field, timeout in timeouts.items():
+            if busy and timeout and busy >= timeout:
+                self.problem(
+                    "clients.busy_reply_ms",
+                    f"{busy} ms is not below {field} ({timeout} ms): a node stuck in a long "
+                    "script would be failed over before anyone could SCRIPT KILL it",
+                    f"set busy_reply_ms below {timeout}",
+                )
         publish = topology.publish
         if publish.enabled and publish.base_port is not None:
             count = len(nodes(topology))

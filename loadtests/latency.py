@@ -10,11 +10,9 @@ afresh), and the master merges them, so distributed runs give exact percentiles.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -129,8 +127,3 @@ class Recorder:
                 }
             )
         return rows
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -21,8 +21,8 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from infra.reports import write_json
 from loadtests import scenarios
-from loadtests.latency import write_json
 from loadtests.redis_user import RedisUser, recorder
 from loadtests.slo import SloFileError, check, load_slo
 

@@ -15,7 +15,7 @@ import gevent
 from locust import task
 from redis.exceptions import RedisError
 
-from loadtests.redis_user import RedisUser, recorder
+from loadtests.redis_user import RedisUser, connection_info, recorder
 
 SESSION_TTL_S = 24 * 3600
 CACHE_TTL_S = 300
@@ -23,25 +23,13 @@ HIT_RATIO = float(os.environ.get("REDIS_INFRA_CACHE_HIT_RATIO", "0.8"))
 VALUE_BYTES = int(os.environ.get("REDIS_INFRA_VALUE_BYTES", "512"))
 USERS = 10_000  # distinct application users the keys are spread over
 
-# The seed's token bucket, atomically in Lua (EVALSHA after the first call).
-BUCKET_SCRIPT = """
-local key = KEYS[1]
-local capacity = tonumber(ARGV[1])
-local refill_rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local bucket = redis.call('HMGET', key, 'tokens', 'last_refill')
-local tokens = tonumber(bucket[1]) or capacity
-local last_refill = tonumber(bucket[2]) or now
-local delta = math.min(capacity, tokens + (now - last_refill) * refill_rate)
-local allowed = 0
-if delta >= 1 then
-  delta = delta - 1
-  allowed = 1
-end
-redis.call('HSET', key, 'tokens', delta, 'last_refill', now)
-redis.call('EXPIRE', key, 3600)
-return allowed
-"""
+
+def channel_prefix() -> str:
+    """The literal prefix of the first channel pattern the application may use."""
+    channels = connection_info().access.get("channels") or []
+    if not channels:
+        raise RuntimeError("the deployment grants the application no pub/sub channel")
+    return str(channels[0]).rstrip("*")
 
 
 def _user_id() -> int:
@@ -111,20 +99,20 @@ class CacheUser(RedisUser):
 
 
 class RateLimitUser(RedisUser):
-    """The seed's token bucket, per user and endpoint, through EVALSHA."""
+    """The seed's token bucket (100 requests a minute), per user and endpoint, through the
+    deployment's function library (applications may not send their own scripts)."""
 
     weight = 2
     scenario = "ratelimit"
 
     def on_start(self) -> None:
         self.bucket = f"tk:rl:{{{_user_id()}}}:api"
-        self.script = self.redis.register_script(BUCKET_SCRIPT)
 
     @task
     def check(self) -> None:
         self.timed(
-            "ratelimit.evalsha",
-            lambda: self.script(keys=[self.bucket], args=[100, 1.67, time.time()]),
+            "ratelimit.fcall",
+            lambda: self.redis.fcall("token_bucket", 1, self.bucket, 100, 1.67),
         )
 
 
@@ -172,7 +160,8 @@ class PubSubUser(RedisUser):
     CHANNELS = 8
 
     def on_start(self) -> None:
-        self.channel = f"tk:messages:{random.randrange(self.CHANNELS)}"  # noqa: S311
+        # Inside the channels the application may use (access.app_channels).
+        self.channel = f"{channel_prefix()}messages:{random.randrange(self.CHANNELS)}"  # noqa: S311
         self.pubsub = self.redis.pubsub()
         self.pubsub.subscribe(self.channel)
         self.listener = gevent.spawn(self._listen)

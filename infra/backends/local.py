@@ -35,6 +35,7 @@ from infra.plan import (
     LABEL_SUMMARY,
     LABEL_VOLUME,
     ContainerSpec,
+    JobKind,
     JobSpec,
     NetworkSpec,
     Plan,
@@ -42,8 +43,9 @@ from infra.plan import (
 )
 from infra.secrets import resolve
 
+# On every container *and* volume: kept data volumes still say where their passwords
+# and certificates are after `down --keep-data` removed the containers.
 LABEL_STATE_DIR = "redis-infra.state-dir"
-LABEL_CONNECTION_FILE = "redis-infra.connection-file"
 NANOSECONDS = 1_000_000_000
 
 
@@ -54,23 +56,20 @@ class Inventory:
     containers: dict[str, Container] = field(default_factory=dict)
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    volume_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return not (self.containers or self.networks or self.volumes)
 
-    def _label(self, key: str) -> str | None:
-        for container in self.containers.values():
-            value = container.labels.get(key)
+    def state_dir(self) -> str | None:
+        """Where the deployment's state folder is, as its containers or kept volumes say."""
+        labels = [c.labels for c in self.containers.values()] + list(self.volume_labels.values())
+        for found in labels:
+            value = (found or {}).get(LABEL_STATE_DIR)
             if value:
                 return str(value)
         return None
-
-    def state_dir(self) -> str | None:
-        return self._label(LABEL_STATE_DIR)
-
-    def connection_file(self) -> str | None:
-        return self._label(LABEL_CONNECTION_FILE)
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,12 @@ class LocalBackend:
             if container.name
         }
         networks = [n.name for n in self.client.networks.list(filters=selector) if n.name]
-        volumes = [v.name for v in self.client.volumes.list(filters=selector) if v.name]
-        return Inventory(containers, networks, volumes)
+        volumes = {
+            v.name: dict(v.attrs.get("Labels") or {})
+            for v in self.client.volumes.list(filters=selector)
+            if v.name
+        }
+        return Inventory(containers, networks, list(volumes), volumes)
 
     def used_subnets(self) -> list[ipaddress.IPv4Network]:
         """IPv4 subnets of every Docker network and host route: a new subnet must avoid them."""
@@ -145,7 +148,7 @@ class LocalBackend:
         wanted = {spec.name for spec in plan.containers}
         for name, container in inventory.containers.items():
             role = container.labels.get(LABEL_ROLE, "")
-            if name not in wanted and role not in ("config", "cluster-create"):
+            if name not in wanted and role not in {kind.value for kind in JobKind}:
                 found.append(f"container {name} exists but is not in the plan (topology shrank?)")
         for spec in plan.containers:
             existing = inventory.containers.get(spec.name)
@@ -180,7 +183,7 @@ class LocalBackend:
                 created.networks.append(network.name)
         for volume in plan.volumes:
             if volume.name not in existing.volumes:
-                self._create_volume(volume)
+                self._create_volume(volume, extra_labels)
                 created.volumes.append(volume.name)
         result = self.run_job(plan.config_job, secrets)
         if result.exit_code != 0:
@@ -214,9 +217,9 @@ class LocalBackend:
             check_duplicate=True,
         )
 
-    def _create_volume(self, spec: VolumeSpec) -> None:
+    def _create_volume(self, spec: VolumeSpec, extra_labels: Mapping[str, str]) -> None:
         self.client.volumes.create(
-            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose}
+            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose, **extra_labels}
         )
 
     def _create_container(
@@ -282,8 +285,11 @@ class LocalBackend:
                 spec.name, attachment.network, aliases=list(attachment.aliases) or None
             )
 
-    def run_job(self, job: JobSpec, secrets: Mapping[str, str]) -> JobResult:
-        """Run a one-shot job container to completion and remove it."""
+    def run_job(self, job: JobSpec, secrets: Mapping[str, str], *, keep: bool = False) -> JobResult:
+        """Run a one-shot job container to completion and remove it.
+
+        `keep` leaves the exited container, as pulumi-docker does, to check what it holds.
+        """
         started = time.monotonic()
         self._remove_container(job.name)  # a leftover from an interrupted run
         host_config = self.api.create_host_config(
@@ -322,7 +328,8 @@ class LocalBackend:
                 ) from exc
             logs = container.logs().decode(errors="replace")
         finally:
-            self._remove_container(job.name)
+            if not keep:
+                self._remove_container(job.name)
         return JobResult(job.name, exit_code, logs, time.monotonic() - started)
 
     # -- waiting --------------------------------------------------------------------

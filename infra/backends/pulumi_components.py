@@ -284,7 +284,7 @@ def _connection_output(plan: Plan) -> dict[str, Any]:
         "name": outputs.name,
         "topology": outputs.kind,
         "network": outputs.network,
-        "users": {role: outputs.users[role] for role in ("app", "admin")},
+        "users": {"app": outputs.users["app"]},  # operators: the operatorCredentials output
         "nodes": nodes,
     }
     if outputs.service_name:

@@ -68,6 +68,16 @@ class Drill(ABC):
         """A generous bound for detection, agreement and promotion."""
         return 20.0
 
+    def deployed(self, section: str) -> dict[str, Any]:
+        """A section of the settings the deployment was made with (the operator file)."""
+        found = self.info.settings.get(section)
+        if not isinstance(found, dict):
+            raise DeploymentError(
+                f"the settings of {self.info.name} are not loaded (operator.json holds them); "
+                "run the drill where the deployment was made, or pass --operator"
+            )
+        return found
+
     def prefix(self) -> str:
         return f"drill:{secrets.token_hex(4)}"
 

@@ -83,17 +83,13 @@ class ClusterDrill(Drill):
         return self.tag
 
     def configuration(self) -> dict[str, Any]:
-        first = self.info.data_nodes()[0].name
-        admin = self._admin(first)
-        try:
-            config = admin.config_get("cluster-*")
-        finally:
-            admin.close()
+        # As deployed: no day-to-day user may CONFIG GET or CONFIG SET them.
+        settings = self.deployed("cluster")
         shards = {node.shard for node in self.info.data_nodes()}
         return {
-            "node_timeout_ms": int(str(config["cluster-node-timeout"])),
-            "replica_validity_factor": int(str(config["cluster-replica-validity-factor"])),
-            "require_full_coverage": config["cluster-require-full-coverage"],
+            "node_timeout_ms": int(settings["node_timeout_ms"]),
+            "replica_validity_factor": int(settings["replica_validity_factor"]),
+            "require_full_coverage": bool(settings["require_full_coverage"]),
             "masters": len(shards),
             "replicas_per_master": len(self.info.data_nodes()) // len(shards) - 1,
             "drill_slot": self.slot,

@@ -101,9 +101,7 @@ class SentinelDrill(Drill):
         return named.pop()
 
     def configuration(self) -> dict[str, Any]:
-        master = self.current_master()
         sentinel = self._admin(self.info.sentinels()[0].name)
-        admin = self._admin(master)
         try:
             reply = sentinel.execute_command("SENTINEL", "MASTER", self.service)
             fields = (
@@ -111,10 +109,11 @@ class SentinelDrill(Drill):
                 if isinstance(reply, dict)
                 else dict(zip(reply[::2], reply[1::2], strict=True))
             )
-            config = admin.config_get("min-replicas-*")
         finally:
             sentinel.close()
-            admin.close()
+        # The data nodes' settings, as deployed: no day-to-day user may CONFIG GET (it
+        # would show masterauth) or CONFIG SET them, so the deployed ones are live.
+        settings = self.deployed("sentinel")
         return {
             "down_after_ms": int(fields["down-after-milliseconds"]),
             "failover_timeout_ms": int(fields["failover-timeout"]),
@@ -122,8 +121,8 @@ class SentinelDrill(Drill):
             "parallel_syncs": int(fields["parallel-syncs"]),
             "sentinels": len(self.info.sentinels()),
             "replicas": len(self.info.data_nodes()) - 1,
-            "min_replicas_to_write": int(str(config["min-replicas-to-write"])),
-            "min_replicas_max_lag": int(str(config["min-replicas-max-lag"])),
+            "min_replicas_to_write": int(settings["min_replicas_to_write"]),
+            "min_replicas_max_lag": int(settings["min_replicas_max_lag"]),
         }
 
     def target(self) -> SentinelTarget:

@@ -29,6 +29,22 @@ from infra.topology import load_topology
 # Ryuk (testcontainers' reaper) is an image from a registry this machine cannot reach;
 # our fixtures remove what they create themselves.
 testcontainers_config.ryuk_disabled = True
+PROBE_IMAGE = "redis-infra/probe:test"
+PROBE_MANIFEST = Path(__file__).with_name("probe-image.yaml")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Deployments' passwords and certificates in a folder of this run, not the user's."""
+    home = tmp_path_factory.mktemp("state-home")
+    home.chmod(0o700)
+    before = os.environ.get("REDIS_INFRA_STATE_HOME")
+    os.environ["REDIS_INFRA_STATE_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("REDIS_INFRA_STATE_HOME", None)
+    else:
+        os.environ["REDIS_INFRA_STATE_HOME"] = before
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,6 +72,13 @@ def redis_image(engine: docker.DockerClient) -> str:
     return DEFAULT_IMAGE
 
 
+@pytest.fixture(scope="session")
+def probe_image(engine: docker.DockerClient) -> str:
+    """An 'application container' image: busybox and the openssl client (tests only)."""
+    build_image(engine, PROBE_IMAGE, PROBE_MANIFEST)
+    return PROBE_IMAGE
+
+
 def unique_name(prefix: str) -> str:
     return f"it-{prefix}-{secrets.token_hex(3)}"
 
@@ -79,9 +102,7 @@ DeployFactory = Callable[..., Deployment]
 
 
 @pytest.fixture(scope="module")
-def deploy(
-    engine: docker.DockerClient, redis_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DeployFactory]:
+def deploy(engine: docker.DockerClient, redis_image: str) -> Iterator[DeployFactory]:
     """Deploy topologies for one test module; all of them are removed at its end."""
     names: list[str] = []
 
@@ -89,9 +110,8 @@ def deploy(
         name = unique_name(prefix)
         names.append(name)
         topology = load_topology(kind, name, {"image": redis_image, **overrides})
-        out = tmp_path_factory.mktemp(name) / "connection.json"
-        result = up(topology, engine, connection_file=out)
-        return Deployment(topology, result.info, out, engine)
+        result = up(topology, engine)  # files in the run's state home (operator.json beside)
+        return Deployment(topology, result.info, result.connection_file, engine)
 
     yield make
     for name in names:

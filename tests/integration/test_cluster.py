@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def test_slot_coverage_by_redis_cli_check(cluster: Deployment) -> None:
             "--cert /etc/redis-infra/tls/server.crt --key /etc/redis-infra/tls/server.key "
             '--user admin --no-auth-warning --cluster check "$2:6379"',
             "sh",
-            cluster.info.users["admin"].password,
+            cluster.info.credentials("admin").password,
             first.address,
         ],
     )
@@ -88,9 +89,9 @@ def test_bootstrap_is_idempotent(cluster: Deployment) -> None:
 def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: Deployment) -> None:
     _still_secure(cluster)
     node = cluster.info.data_nodes()[0]
-    admin = node_client(cluster.info, node, role="admin", decode_responses=True)
-    assert admin.config_get("tls-cluster") == {"tls-cluster": "yes"}
-    assert admin.config_get("tls-replication") == {"tls-replication": "yes"}
+    glass = node_client(cluster.info, node, role="breakglass", decode_responses=True)
+    assert glass.config_get("tls-cluster") == {"tls-cluster": "yes"}
+    assert glass.config_get("tls-replication") == {"tls-replication": "yes"}
     # The cluster bus (port + 10000, on the internal network only) speaks TLS alone: a
     # plaintext peer is dropped, a peer with a certificate from the CA gets a handshake.
     assert node.address is not None
@@ -102,7 +103,11 @@ def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: Deployment) -> Non
             assert plain.recv(64) == b""
     context = ssl.create_default_context(cafile=cluster.info.tls.ca_file)
     context.check_hostname = False  # the bus is reached by address
-    context.load_cert_chain(cluster.info.tls.cert_file, cluster.info.tls.key_file)
+    # Only a node's certificate opens it (clients of a cluster hold none: see
+    # test_compromised_application); node-1's, as a peer would present it.
+    tls_dir = Path(cluster.info.tls.ca_file).parent / "nodes"
+    peer_name = cluster.info.data_nodes()[1].name
+    context.load_cert_chain(tls_dir / f"{peer_name}.crt", tls_dir / f"{peer_name}.key")
     with socket.create_connection(bus, timeout=5) as raw, context.wrap_socket(raw) as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
         peer: Any = tls.getpeercert()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.bench import bench
+from infra.connection import read_connection_file
 from infra.load import LoadPlan, run_load
 from tests.integration.conftest import DeployFactory, Deployment
 
@@ -77,7 +78,12 @@ def test_two_worker_processes_merge_into_one_exact_summary(
 
 
 def test_bench_sets_the_harness_next_to_redis_benchmark(single: Deployment, tmp_path: Path) -> None:
-    result = bench(single.connection_file, clients=20, duration_s=4, out_dir=tmp_path)
+    info = read_connection_file(
+        single.connection_file,
+        operator_file=single.connection_file.parent / "operator.json",
+        breakglass_file=single.connection_file.parent / "breakglass.json",
+    )
+    result = bench(info, single.connection_file, clients=20, duration_s=4, out_dir=tmp_path)
     assert {"get", "set"} <= set(result.redis_benchmark)
     assert result.redis_benchmark["get"]["rps"] > 0
     assert result.ratios["get_throughput"] > 0 and result.ratios["set_p50"] > 0
@@ -90,7 +96,7 @@ def test_replicated_topologies_pass_the_ci_slo(
     deployment = deploy(kind, f"load-{kind[:3]}")
     result = run_load(_plan(deployment, tmp_path, slo_file=CI_SLO))
     assert result.exit_code == 0, result.summary.get("slo")
-    assert result.summary["request_types"]["ratelimit.evalsha"]["errors"] == 0  # hash tags hold
+    assert result.summary["request_types"]["ratelimit.fcall"]["errors"] == 0  # hash tags hold
 
 
 def test_latency_timeline_around_a_sentinel_failover(deploy: DeployFactory, tmp_path: Path) -> None:

@@ -85,7 +85,13 @@ def test_pulumi_up_deploys_what_the_plan_says(
         )
         passwords = {
             key: generate_password()
-            for key in ("appPassword", "adminPassword", "healthPassword", "replicationPassword")
+            for key in (
+                "appPassword",
+                "adminPassword",
+                "breakglassPassword",
+                "healthPassword",
+                "replicationPassword",
+            )
         }
         for key, value in passwords.items():
             _pulumi(
@@ -103,7 +109,7 @@ def test_pulumi_up_deploys_what_the_plan_says(
             tls=TlsPaths(outputs["caFile"], outputs["clientCertFile"], outputs["clientKeyFile"]),
             users={
                 "app": Credentials("app", outputs["appPassword"]),
-                "admin": Credentials("admin", outputs["adminPassword"]),
+                "admin": Credentials(**outputs["operatorCredentials"]),
             },
             nodes=(
                 NodeAddress(

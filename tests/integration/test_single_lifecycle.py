@@ -40,21 +40,18 @@ def test_up_again_changes_nothing_and_a_change_is_explained(deploy: DeployFactor
     changed = load_topology(
         "single",
         deployment.name,
-        {
-            "image": deployment.topology.image,
-            "memory": {"maxmemory": "300mb", "container_limit": "512mb"},
-        },
+        {"image": deployment.topology.image, "memory": {"maxmemory": "300mb"}},
     )
     with pytest.raises(DeploymentDiffersError) as caught:
         up(changed, deployment.engine, connection_file=deployment.connection_file)
     message = str(caught.value)
-    assert "memory_bytes 402653184 -> 536870912" in message
+    assert "memory_bytes 637534208 -> 729808896" in message  # auto: 608 -> 696 MiB
     assert "rendered files differ: redis.conf" in message
     assert "--keep-data" in message
     # Nothing was touched: same container, still running with the old limit.
     container = deployment.container()
     assert container.id == container_id and container.status == "running"
-    assert container.attrs["HostConfig"]["Memory"] == 384 * 1024**2
+    assert container.attrs["HostConfig"]["Memory"] == 608 * 1024**2
 
 
 def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
@@ -65,8 +62,13 @@ def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
     assert data["name"] == deployment.name and data["topology"] == "single"
     for key in ("ca_file", "cert_file", "key_file"):
         assert Path(data["tls"][key]).is_absolute() and Path(data["tls"][key]).is_file()
-    assert set(data["users"]) == {"app", "admin"}
+    assert set(data["users"]) == {"app"}  # the operator's credentials are elsewhere
     assert data["users"]["app"]["username"] == "app" and len(data["users"]["app"]["password"]) >= 32
+    assert data["access"] == {
+        "channels": ["app:*"],
+        "eval": False,
+        "functions": ["token_bucket", "sliding_window"],
+    }
     (node,) = data["nodes"]
     assert node["name"] == node["container"] == f"{deployment.name}-redis"
     assert node["role"] == "master" and node["host"] == "127.0.0.1"
@@ -152,7 +154,7 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
             [*cli, "verify", "--name", name], capture_output=True, text=True, env=env, timeout=60
         )
         assert verified.returncode == 0, verified.stdout + verified.stderr
-        assert "all 5 checks passed" in verified.stdout
+        assert "all 8 checks passed" in verified.stdout
         again = subprocess.run(
             [
                 *cli,
@@ -182,13 +184,30 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
     assert _labelled(engine, name) == []
 
 
-def test_verify_notices_a_weakened_deployment(deploy: DeployFactory) -> None:
+def test_verify_notices_a_weakened_deployment_under_python_optimize(
+    deploy: DeployFactory, state_home: Path
+) -> None:
     from infra.verify import verify
 
     deployment = deploy("single", "weak")
     assert all(check.passed for check in verify(deployment.info))
-    admin = node_client(deployment.info, deployment.info.data_nodes()[0], role="admin")
-    admin.acl_setuser("app", enabled=True, commands=["+flushall"])  # someone loosened the ACL
+    glass = node_client(deployment.info, deployment.info.data_nodes()[0], role="breakglass")
+    glass.acl_setuser("app", enabled=True, commands=["+flushall"])  # someone loosened the ACL
+    glass.config_set("appendonly", "no")  # ... and turned persistence off
     failed = [check for check in verify(deployment.info) if not check.passed]
-    assert [check.name for check in failed] == [f"{deployment.name}-redis: least privilege"]
-    assert "FLUSHALL" in failed[0].detail
+    assert [check.name for check in failed] == [
+        f"{deployment.name}-redis: app least privilege",
+        f"{deployment.name}-redis: persistence",
+    ]
+    assert "FLUSHALL" in failed[0].detail and "AOF is off" in failed[1].detail
+    # `verify` rests on no `assert`: with assertions stripped it still fails.
+    done = subprocess.run(
+        [sys.executable, "-O", "-m", "infra.cli", "verify", "--name", deployment.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.count("[FAILED]") == 2
+    glass.config_set("appendonly", "yes")
+    glass.close()

@@ -86,7 +86,7 @@ def test_acknowledged_writes_survive_clean_restart_and_sigkill(durable: Deployme
 
 
 def test_durable_workload_refuses_writes_when_full(deploy: DeployFactory) -> None:
-    full = deploy("single", "oom", memory={"maxmemory": "4mb", "container_limit": "64mb"})
+    full = deploy("single", "oom", memory={"maxmemory": "4mb"})
     client = node_client(full.info, full.info.data_nodes()[0])
     value = "x" * 1024
     written = 0
@@ -108,7 +108,6 @@ def test_cache_workload_evicts_instead(deploy: DeployFactory) -> None:
             "workload": "cache",
             "policy": "allkeys-lru",
             "maxmemory": "4mb",
-            "container_limit": "64mb",
         },
     )
     client = node_client(cache.info, cache.info.data_nodes()[0])
@@ -121,4 +120,4 @@ def test_cache_workload_evicts_instead(deploy: DeployFactory) -> None:
     admin = node_client(cache.info, cache.info.data_nodes()[0], role="admin", decode_responses=True)
     assert admin.info("stats")["evicted_keys"] > 0
     assert admin.dbsize() < 20_000
-    assert admin.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+    assert admin.info("memory")["maxmemory_policy"] == "allkeys-lru"

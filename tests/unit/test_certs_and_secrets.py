@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from infra.certs import ensure_certificates, load_generated, required_names
+from infra.certs import ensure_certificates, load_generated, required_names, throwaway_certificates
 from infra.errors import ConfigError
+from infra.plan import fixed_addresses
+from infra.private_files import write_private_bytes
 from infra.secrets import generate_password, password_problem, resolve
 from infra.state import StateDir
 from infra.topology import load_topology
@@ -118,7 +123,92 @@ def test_state_keeps_secrets_and_ports_across_runs(tmp_path: Path) -> None:
 
 
 def test_state_refuses_a_weak_password_a_user_stored(tmp_path: Path) -> None:
-    (tmp_path / "secrets.json").write_text('{"app_password": "redis"}')
+    stored = tmp_path / "secrets.json"
+    stored.write_text('{"app_password": "redis"}')
+    stored.chmod(0o600)
     with pytest.raises(ConfigError) as caught:
         StateDir(tmp_path).secrets(["app_password"])
     assert "app_password" in str(caught.value)
+
+
+def test_node_certificates_cover_the_fixed_addresses_sentinel_announces(tmp_path: Path) -> None:
+    topology = load_topology("sentinel", "s")
+    addresses = fixed_addresses(topology, "10.213.40.0/24")
+    ensure_certificates(topology, tmp_path, addresses)
+    for node, address in addresses.items():
+        assert address in _sans(tmp_path / "nodes" / f"{node}.crt"), node
+
+
+def test_a_cluster_issues_no_client_certificate(tmp_path: Path) -> None:
+    bundle = ensure_certificates(load_topology("cluster", "c"), tmp_path)
+    assert bundle.certificates.client_cert_file is None
+    assert not (tmp_path / "client.key").exists()
+
+
+def _ca_expiring_in(directory: Path, days: int) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(mode=0o700, exist_ok=True)
+    (directory / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private_bytes(
+        directory / "ca.key",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def test_a_ca_is_never_replaced_behind_the_clients_back(tmp_path: Path) -> None:
+    topology = load_topology("single", "p")
+    _ca_expiring_in(tmp_path, 10)
+    before = (tmp_path / "ca.crt").read_bytes()
+    with pytest.raises(ConfigError, match=r"expires on .* within 30 days.*delete .*ca.crt"):
+        ensure_certificates(topology, tmp_path)
+    (tmp_path / "ca.key").unlink()
+    with pytest.raises(ConfigError, match=r"ca.key is missing.*restore"):
+        ensure_certificates(topology, tmp_path)
+    assert (tmp_path / "ca.crt").read_bytes() == before  # still the clients' CA
+    assert not (tmp_path / "nodes").exists()
+
+
+def test_keys_others_could_read_are_refused(tmp_path: Path) -> None:
+    topology = load_topology("single", "p")
+    ensure_certificates(topology, tmp_path)
+    (tmp_path / "ca.key").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"readable or writable by others.*chmod 600"):
+        ensure_certificates(topology, tmp_path)
+    (tmp_path / "ca.key").chmod(0o600)
+    tmp_path.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"writable by others"):
+        ensure_certificates(topology, tmp_path)
+
+
+def test_throwaway_certificates_leave_no_key_anywhere(tmp_path: Path) -> None:
+    certificates = throwaway_certificates(load_topology("sentinel", "s"))
+    assert set(certificates.server_pems) >= {"s-data-0", "s-sentinel-2"}
+    assert not certificates.ca_file.exists()
+
+
+def test_render_writes_no_private_key(tmp_path: Path) -> None:
+    from infra.cli import main
+
+    out = tmp_path / "rendered"
+    assert main(["render", "--topology", "sentinel", "--name", "r", "--out", str(out)]) == 0
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "server.key" for path in written)
+    for path in written:
+        assert "PRIVATE KEY" not in path.read_text(), path

@@ -14,8 +14,16 @@ from infra.plan import CONFIG_JOB_FUNCTIONS
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
+# The deployment's own addresses, as the config job is given them.
+ADDRESSES = (
+    "DATA_NODES='10\\.0\\.0\\.10|10\\.0\\.0\\.11'\nSENTINELS='10\\.0\\.0\\.13|10\\.0\\.0\\.14'"
+)
+
+
 def _run(tmp_path: Path, call: str) -> None:
-    script = f"set -eu\nOWNER={os.getuid()}:{os.getgid()}\n{CONFIG_JOB_FUNCTIONS}\n{call}\n"
+    script = (
+        f"set -eu\nOWNER={os.getuid()}:{os.getgid()}\n{ADDRESSES}\n{CONFIG_JOB_FUNCTIONS}\n{call}\n"
+    )
     done = subprocess.run([BUSYBOX, "sh", "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=30)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -51,25 +59,49 @@ def test_reinstall_keeps_the_role_sentinel_recorded(tmp_path: Path, staged: Path
 def test_reinstall_keeps_the_master_and_peers_sentinel_learned(tmp_path: Path) -> None:
     staged = tmp_path / "staged.conf"
     staged.write_text(
-        "sentinel monitor mymaster n-data-0 6379 2\n"
+        "sentinel monitor mymaster 10.0.0.10 6379 2\n"
         "sentinel down-after-milliseconds mymaster 5000\n"
     )
     target = tmp_path / "sentinel.conf"
     target.write_text(
-        "sentinel monitor mymaster n-data-1 6379 2\n"
+        "sentinel monitor mymaster 10.0.0.11 6379 2\n"
         "sentinel down-after-milliseconds mymaster 1000\n"
         "sentinel myid 0123abcd\n"
         "sentinel current-epoch 3\n"
-        "sentinel known-replica mymaster n-data-0 6379\n"
-        "sentinel known-sentinel mymaster n-sentinel-1 26379 4567ef\n"
+        "sentinel known-replica mymaster 10.0.0.10 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.14 26379 4567ef\n"
         "user app on #abc -@all\n"
     )
     _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
     assert target.read_text() == (
-        "sentinel monitor mymaster n-data-1 6379 2\n"  # the current master, not the first one
+        "sentinel monitor mymaster 10.0.0.11 6379 2\n"  # the current master, not the first one
         "sentinel down-after-milliseconds mymaster 5000\n"  # the new setting
         "sentinel myid 0123abcd\n"
         "sentinel current-epoch 3\n"
-        "sentinel known-replica mymaster n-data-0 6379\n"
-        "sentinel known-sentinel mymaster n-sentinel-1 26379 4567ef\n"
+        "sentinel known-replica mymaster 10.0.0.10 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.14 26379 4567ef\n"
+    )
+
+
+def test_reinstall_drops_what_a_forged_hello_planted(tmp_path: Path) -> None:
+    """A master, replica or peer at an address that is none of the deployment's nodes
+    can only come from a forged hello: a re-install must not keep it."""
+    staged = tmp_path / "staged.conf"
+    staged.write_text("sentinel monitor mymaster 10.0.0.10 6379 2\n")
+    target = tmp_path / "sentinel.conf"
+    target.write_text(
+        "sentinel monitor mymaster 10.0.0.99 6379 2\n"  # the attacker's "master"
+        "sentinel current-epoch 9\n"
+        "sentinel known-replica mymaster 10.0.0.11 6379\n"
+        "sentinel known-replica mymaster 10.0.0.100 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.13 26379 aa\n"
+        "sentinel known-sentinel mymaster 10.0.0.131 26379 bb\n"  # a prefix of a real one
+        "sentinel known-sentinel mymaster 10.0.0.200 26379 cc\n"
+    )
+    _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
+    assert target.read_text() == (
+        "sentinel monitor mymaster 10.0.0.10 6379 2\n"  # back to the plan's master
+        "sentinel current-epoch 9\n"
+        "sentinel known-replica mymaster 10.0.0.11 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.13 26379 aa\n"
     )

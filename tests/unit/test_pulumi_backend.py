@@ -13,9 +13,11 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.backends.pulumi_components import JobFailedError, _check_job
-from infra.certs import ensure_certificates, load_generated
+from infra.certs import ensure_certificates as _generate
+from infra.certs import load_generated
 from infra.errors import ConfigError
-from infra.plan import build_plan
+from infra.model import Topology
+from infra.plan import build_plan, fixed_addresses
 from infra.pulumi_program import deploy, load_stack_topology, secret_config_key
 from infra.topology import load_topology
 
@@ -25,6 +27,7 @@ VOLUME = "docker:index/volume:Volume"
 PASSWORDS = {
     "appPassword": "app-Secret-0123456789abcdef",
     "adminPassword": "admin-Secret-0123456789abcdef",
+    "breakglassPassword": "breakglass-Secret-0123456789abcdef",
     "healthPassword": "health-Secret-0123456789abcdef",
     "replicationPassword": "repl-Secret-0123456789abcdef",
     "sentinelPassword": "sentinel-Secret-0123456789abcdef",
@@ -72,6 +75,11 @@ def _configure(
     pulumi.runtime.set_all_config(config, secret_keys=[f"redis-infra:{k}" for k in passwords])
 
 
+def ensure_certificates(topology: Topology, directory: Path) -> None:
+    """What `redis-infra certs` writes for a stack: names and fixed addresses covered."""
+    _generate(topology, directory, fixed_addresses(topology, topology.subnet))
+
+
 @pytest.fixture
 def certs_dir(tmp_path: Path) -> Path:
     return tmp_path / "certs"
@@ -99,7 +107,8 @@ def deployed(certs_dir: Path) -> Iterator[RecordingMocks]:
 
 def _plan_for(certs_dir: Path, kind: str = "single", stack: str = "dev") -> Any:
     topology = load_topology(kind, f"t-{stack}", STACK_OVERRIDES)
-    return build_plan(topology, load_generated(topology, certs_dir, "fix").certificates)
+    addresses = fixed_addresses(topology, topology.subnet)
+    return build_plan(topology, load_generated(topology, certs_dir, "fix", addresses).certificates)
 
 
 def test_every_plan_item_is_a_resource(deployed: RecordingMocks, certs_dir: Path) -> None:
@@ -107,7 +116,8 @@ def test_every_plan_item_is_a_resource(deployed: RecordingMocks, certs_dir: Path
     assert set(deployed.of_type(NETWORK)) == {n.name for n in plan.networks}
     assert set(deployed.of_type(VOLUME)) == {v.name for v in plan.volumes}
     containers = deployed.of_type(CONTAINER)
-    assert set(containers) == {plan.config_job.name, *(c.name for c in plan.containers)}
+    jobs = [plan.config_job, *plan.bootstrap_jobs]
+    assert set(containers) == {*(j.name for j in jobs), *(c.name for c in plan.containers)}
     component = [r for r in deployed.resources if r.typ == "redis-infra:index:RedisSingle"]
     assert len(component) == 1 and component[0].name == "t-dev"
 
@@ -123,7 +133,7 @@ def test_container_inputs_match_the_plan_and_are_hardened(
     assert inputs["readOnly"] is True
     assert inputs["capabilities"] == {"drops": ["ALL"], "adds": []}
     assert inputs["securityOpts"] == ["no-new-privileges:true"]
-    assert inputs["memory"] == 384 and inputs["memorySwap"] == 384
+    assert inputs["memory"] == 608 and inputs["memorySwap"] == 608  # MiB, auto: the worst case
     assert inputs["ulimits"] == [{"name": "nproc", "soft": 256, "hard": 256}]
     assert inputs["restart"] == "unless-stopped"
     assert inputs["ports"] == [{"internal": 6379, "external": 16379, "ip": "127.0.0.1"}]
@@ -182,16 +192,21 @@ def test_no_secret_in_plain_text(deployed: RecordingMocks, certs_dir: Path) -> N
     secrets = [*PASSWORDS.values(), *hashes, *(k.strip().splitlines()[1] for k in keys)]
     for resource in deployed.resources:
         assert _leaks(resource.inputs, secrets) == [], resource.name
-    # ... and they are really there, wrapped: the ACL upload and the health check.
+    # ... and they are really there, wrapped: the ACL and the health check's password
+    # file go to the config job; the health check itself holds no secret in any form.
     job = deployed.of_type(CONTAINER)["t-dev-config"]
-    acl = next(u for u in _plain(job["uploads"]) if u["file"].endswith("users.acl"))
-    assert hashes[0] in acl["content"]
-    health = deployed.of_type(CONTAINER)["t-dev-redis"]["healthcheck"]
-    assert PASSWORDS["healthPassword"] in json.dumps(_plain(health))
+    uploads = {u["file"]: u["content"] for u in _plain(job["uploads"])}
+    assert hashes[0] in uploads["/stage/t-dev-redis/users.acl"]
+    assert uploads["/stage/t-dev-redis/health-password"] == PASSWORDS["healthPassword"]
+    health = json.dumps(_plain(deployed.of_type(CONTAINER)["t-dev-redis"]["healthcheck"]))
+    assert not any(secret in health for secret in PASSWORDS.values())
+    functions = deployed.of_type(CONTAINER)["t-dev-functions"]
+    password = next(u for u in _plain(functions["uploads"]) if u["file"] == "/stage/admin-password")
+    assert password["content"] == PASSWORDS["adminPassword"]
 
 
 def test_missing_secret_names_the_exact_command(certs_dir: Path) -> None:
-    ensure_certificates(load_topology("single", "t-dev"), certs_dir)
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
     _configure(
         "dev", "single", certs_dir, {k: v for k, v in PASSWORDS.items() if k != "adminPassword"}
     )
@@ -264,3 +279,18 @@ def test_other_kinds_map_to_their_component(
 
 def test_secret_config_keys_are_camel_case() -> None:
     assert secret_config_key("replication_password") == "replicationPassword"
+
+
+def test_the_connection_output_names_the_application_user_only(certs_dir: Path) -> None:
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    pulumi.runtime.set_mocks(RecordingMocks(), project="redis-infra", stack="dev", preview=False)
+    seen: dict[str, Any] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[Any]:
+        component = deploy(pulumi.Config("redis-infra"), "dev")
+        return component.connection.apply(seen.update)
+
+    program()
+    assert seen["users"] == {"app": "app"}  # operators: the operatorCredentials output

@@ -74,16 +74,68 @@ def test_acl_disables_default_and_limits_every_role(
     topology = make_topology("single", "t")
     acl = _files(topology, certificates_for, "t-redis")["users.acl"]
     users = {line.split()[1]: line for line in acl.splitlines() if line.startswith("user ")}
-    assert set(users) == {"default", "app", "admin", "health", "replicator"}
+    assert set(users) == {"default", "app", "admin", "breakglass", "health", "replicator"}
     assert " off " in users["default"] and "nocommands" in users["default"]
     assert "-@admin" in users["app"] and "-@dangerous" in users["app"]
+    # Channels are an allow-list (never &*); code is FCALL only unless EVAL is allowed.
+    assert " resetchannels &app:* " in users["app"] and "&*" not in users["app"]
+    assert users["app"].endswith("-@scripting +fcall +fcall_ro")
+    # The operator can neither weaken the node, read its secrets nor publish hellos.
+    for denied in ("-config|set", "-config|get", "-acl|setuser", "-replicaof", "-shutdown"):
+        assert f" {denied} " in f"{users['admin']} "
+    assert "&*" not in users["admin"]
+    assert users["breakglass"].endswith("&* +@all")
     assert users["health"].endswith("-@all +ping")
     assert users["replicator"].endswith("-@all +psync +replconf +ping")
     # Passwords are stored as hashes of secrets, never in clear.
-    for name in ("app", "admin", "health", "replicator"):
+    for name in ("app", "admin", "breakglass", "health", "replicator"):
         assert re.search(r" #<<secret-sha256:\w+_password>> ", users[name]), users[name]
     resolved = resolve(acl, {n: "x" * 20 + n for n in referenced([acl])})
     assert "<<" not in resolved and re.search(r"#[0-9a-f]{64}", resolved)
+
+
+def test_eval_is_granted_only_when_asked_and_never_function_writes(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("single", "t", access={"app_eval": True, "app_channels": ["tk:*"]})
+    acl = _files(topology, certificates_for, "t-redis")["users.acl"]
+    app = next(line for line in acl.splitlines() if line.startswith("user app "))
+    assert "+eval +evalsha" in app and "+script|load" in app
+    assert "function" not in app and "script|flush" not in app
+    assert " resetchannels &tk:* " in app
+
+
+def test_nodes_bound_what_clients_and_scripts_may_cost(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    conf = _conf(_files(make_topology("single", "t"), certificates_for, "t-redis")["redis.conf"])
+    assert conf["proto-max-bulk-len"] == "8mb"
+    assert conf["client-query-buffer-limit"] == "16mb"
+    assert conf["maxmemory-clients"] == "64mb"
+    assert conf["maxclients"] == "1000"
+    assert conf["busy-reply-threshold"] == "500"
+    text = _files(make_topology("single", "t"), certificates_for, "t-redis")["redis.conf"]
+    assert "client-output-buffer-limit normal 16mb 8mb 10" in text
+    assert "client-output-buffer-limit replica 64mb 32mb 60" in text
+    assert "client-output-buffer-limit pubsub 8mb 2mb 60" in text
+    # TLS 1.2 only with AEAD ciphers and forward secrecy.
+    ciphers = conf["tls-ciphers"].split(":")
+    assert ciphers and all(c.startswith("ECDHE-") for c in ciphers)
+    assert all("GCM" in c or "CHACHA20" in c for c in ciphers)
+
+
+def test_sentinels_let_the_operator_observe_but_not_steer(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    sentinel = _files(make_topology("sentinel", "s"), certificates_for, "s-sentinel-0")
+    users = {
+        line.split()[1]: line
+        for line in sentinel["sentinel.conf"].splitlines()
+        if line.startswith("user ")
+    }
+    for denied in ("-publish", "-sentinel|set", "-sentinel|monitor", "-sentinel|config"):
+        assert f" {denied} " in f"{users['admin']} "
+    assert "+publish" not in users["app"]
 
 
 def test_secret_bearing_files_are_owner_read_only(
@@ -132,6 +184,11 @@ def _plan(make_topology: TopologyFactory, certs: CertsFor, kind: str, **override
     return build_plan(topology, certs(topology), subnet="10.213.7.0/24")
 
 
+def plan_limit(kind: str) -> int:
+    replicas = {"single": 0, "sentinel": 2, "cluster": 1}[kind]
+    return (256 * 2 + 64 + 64 * replicas + 32) * 1024**2
+
+
 def test_every_container_is_hardened(
     make_topology: TopologyFactory, certificates_for: CertsFor
 ) -> None:
@@ -142,16 +199,18 @@ def test_every_container_is_hardened(
             assert spec.read_only
             assert spec.cap_drop == ("ALL",) and spec.cap_add == ()
             assert "no-new-privileges:true" in spec.security_opt
-            assert spec.memory_bytes == 384 * 1024**2 and spec.pids_limit == 256
+            wanted = 64 * 1024**2 if spec.node.role is Role.SENTINEL else None
+            assert spec.memory_bytes == (wanted or plan_limit(kind)) and spec.pids_limit == 256
             assert spec.restart == "unless-stopped"
             assert all(port.host_ip == "127.0.0.1" for port in spec.ports)
             assert spec.labels[LABEL_NAME] == "p" and spec.labels[LABEL_SPEC]
             mounts = {m.target: m.read_only for m in spec.mounts}
             assert mounts == {"/etc/redis-infra": True, "/data": False}
-            test = spec.healthcheck.test
-            assert test[:3] == ("CMD", "redis-cli", "--tls")
-            assert test[test.index("--user") + 1] == "health"
-            assert test[-1] == "ping"
+            # The health check reads its password from the config volume, never argv.
+            kind_of_test, shell = spec.healthcheck.test
+            assert kind_of_test == "CMD-SHELL" and "<<secret" not in shell
+            assert 'REDISCLI_AUTH="$(cat /etc/redis-infra/health-password)" redis-cli' in shell
+            assert "--user health" in shell and shell.endswith("ping | grep -q PONG")
 
 
 def test_networks_are_internal_and_publishing_is_isolated(
@@ -181,6 +240,7 @@ def test_config_job_installs_files_without_network_or_extra_privilege(
         "/stage/p-redis/tls/ca.crt",
         "/stage/p-redis/tls/server.crt",
         "/stage/p-redis/tls/server.key",
+        "/stage/p-redis/health-password",
     }
     script = job.command[2]
     assert (
@@ -190,7 +250,8 @@ def test_config_job_installs_files_without_network_or_extra_privilege(
     assert "install_file /stage/p-redis/users.acl /volumes/p-redis/config/users.acl 0400" in script
     assert "own_directory /volumes/p-redis/config 0500" in script
     assert script.rstrip().endswith("echo config job: files installed")
-    assert "rm -rf /stage" in script  # staged secrets do not outlive the job
+    # Staged secrets do not outlive the job, however it ends.
+    assert script.splitlines()[1] == "trap 'rm -rf /stage' EXIT"
 
 
 def test_sentinel_plan_keeps_sentinel_state_across_reruns(
@@ -226,11 +287,23 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     assert "replicate 10.213.7.11 10.213.7.10" in script
     assert "replicate 10.213.7.15 10.213.7.14" in script
     assert "cluster_slots_assigned" in script  # idempotent on a formed cluster
-    # The admin password travels as an upload, never on the command line.
+    # The operator's password travels as an upload, never on the command line, and is
+    # deleted before anything else runs (under Pulumi the exited job container stays).
     assert "<<secret" not in script
-    assert [(u.path, u.content) for u in job.uploads] == [
-        ("/stage/admin-password", "<<secret:admin_password>>")
+    password = job.uploads[0]
+    assert (password.path, password.content) == (
+        "/stage/admin-password",
+        "<<secret:admin_password>>",
+    )
+    lines = script.splitlines()
+    assert lines[1:4] == [
+        "trap 'rm -rf /stage' EXIT",
+        "REDISCLI_AUTH=$(cat /stage/admin-password)",
+        "rm -f /stage/admin-password",
     ]
+    # Root only to delete what Docker uploaded as root; one capability, to read the key.
+    assert job.user == "0:0" and job.cap_drop == ("ALL",) and job.cap_add == ("DAC_READ_SEARCH",)
+    assert lines[-1].startswith("load_functions 10.213.7.10 10.213.7.11")
     assert {spec.node.shard for spec in plan.containers} == {0, 1, 2}
 
 
@@ -275,6 +348,7 @@ def test_plan_needs_secrets_only_by_reference(
     assert plan.secret_names == [
         "admin_password",
         "app_password",
+        "breakglass_password",
         "health_password",
         "replication_password",
         "tls_key:p-redis",
@@ -291,7 +365,22 @@ def test_spec_hash_changes_with_what_decides_the_container(
         make_topology,
         certificates_for,
         "single",
-        memory={"maxmemory": "300mb", "container_limit": "512mb"},
+        memory={"maxmemory": "300mb"},
     ).containers[0]
     assert base.labels[LABEL_SPEC] == same.labels[LABEL_SPEC]
     assert base.labels[LABEL_SPEC] != bigger.labels[LABEL_SPEC]
+
+
+def test_single_and_sentinel_load_the_function_library_as_the_operator(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    for kind, target in (
+        ("single", "p-redis"),
+        ("sentinel", "10.213.7.10 10.213.7.11 10.213.7.12"),
+    ):
+        (job,) = _plan(make_topology, certificates_for, kind).bootstrap_jobs
+        assert job.kind is JobKind.FUNCTIONS and job.network == "p-net"
+        assert job.command[2].splitlines()[-1] == f"load_functions {target}"
+        library = next(u for u in job.uploads if u.path == "/stage/functions.lua")
+        assert library.content.startswith("#!lua name=ratelimit")
+        assert "register_function('token_bucket'" in library.content

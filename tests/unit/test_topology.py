@@ -40,10 +40,21 @@ def test_node_layout_per_kind() -> None:
 
 def test_overrides_merge_over_the_kind_defaults() -> None:
     topology = load_topology(
-        "single", "x", parse_set_flags(["memory.maxmemory=1gb", "memory.container_limit=2gb"])
+        "single", "x", parse_set_flags(["memory.maxmemory=1gb", "memory.container_limit=3gb"])
     )
     assert topology.memory.maxmemory_bytes == 1024**3
+    assert topology.memory.container_limit_bytes == 3 * 1024**3
     assert topology.memory.policy == "noeviction"  # untouched keys keep their default
+
+
+def test_auto_container_limit_holds_the_worst_case_of_each_kind() -> None:
+    # dataset + a second copy for the fork + client buffers + one buffer per replica + process
+    mib = 1024**2
+    assert load_topology("single", "x").memory.container_limit_bytes == (256 * 2 + 64 + 32) * mib
+    sentinel = load_topology("sentinel", "x").memory.container_limit_bytes
+    assert sentinel == (256 * 2 + 64 + 2 * 64 + 32) * mib
+    cluster = load_topology("cluster", "x").memory.container_limit_bytes
+    assert cluster == (256 * 2 + 64 + 64 + 32) * mib
 
 
 def test_cache_workload_may_evict() -> None:
@@ -76,8 +87,21 @@ BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("impossible quorum", "sentinel", "ok", {"sentinel": {"quorum": 4}}, "sentinel.quorum", "never be reached"),
     ("port clash", "sentinel", "ok", {"sentinel": {"port": 6379}}, "sentinel.port", "also used by port"),
     ("cluster bus beyond 65535", "cluster", "ok", {"port": 60000}, "port", "cluster bus"),
-    ("memory limit below maxmemory", "single", "ok", {"memory": {"container_limit": "128mb"}}, "memory.container_limit", "no room above maxmemory"),
-    ("memory limit too small to run", "single", "ok", {"memory": {"maxmemory": "1mb", "container_limit": "5mb"}}, "memory.container_limit", "cannot hold a Redis process"),
+    ("memory limit without fork room", "single", "ok", {"memory": {"container_limit": "384mb"}}, "memory.container_limit", "fork copy-on-write"),
+    ("memory limit without replica buffers", "sentinel", "ok", {"memory": {"container_limit": "640mb"}}, "memory.container_limit", "128 MiB replica output buffers"),
+    ("memory limit too small to run", "single", "ok", {"memory": {"maxmemory": "1mb", "container_limit": "5mb"}}, "memory.container_limit", "below what a node may hold"),
+    ("value larger than a query", "single", "ok", {"clients": {"max_value": "32mb"}}, "clients.query_buffer", "cannot hold a command carrying the largest value"),
+    ("reply limit below a value", "single", "ok", {"clients": {"output_normal": {"hard": "4mb", "soft": "1mb", "seconds": 10}}}, "clients.output_normal.hard", "would be disconnected"),
+    ("soft above hard", "single", "ok", {"clients": {"output_pubsub": {"hard": "8mb", "soft": "9mb", "seconds": 60}}}, "clients.output_pubsub.soft", "above the hard limit"),
+    ("buffer limit not a mapping", "single", "ok", {"clients": {"output_replica": "64mb"}}, "clients.output_replica", "hard, soft and seconds"),
+    ("client memory below one client", "single", "ok", {"clients": {"total_memory": "16mb"}}, "clients.total_memory", "cannot hold even one client"),
+    ("bulk below Redis's minimum", "single", "ok", {"clients": {"max_value": "512kb"}}, "clients.max_value", "below the 1mb Redis accepts"),
+    ("script limit past failover", "sentinel", "ok", {"clients": {"busy_reply_ms": 3000}}, "clients.busy_reply_ms", "failed over before anyone could SCRIPT KILL"),
+    ("app may reach every channel", "single", "ok", {"access": {"app_channels": ["*"]}}, "access.app_channels", "could reach __sentinel__:hello"),
+    ("app may reach sentinel's channel", "sentinel", "ok", {"access": {"app_channels": ["__sentinel__:*"]}}, "access.app_channels", "literal channel prefix"),
+    ("glob in the middle", "single", "ok", {"access": {"app_channels": ["a*b"]}}, "access.app_channels", "literal channel prefix"),
+    ("eval switch not a boolean", "single", "ok", {"access": {"app_eval": "yes"}}, "access.app_eval", "true or false"),
+    ("break-glass shares a name", "single", "ok", {"users": {"breakglass": "admin"}}, "users.breakglass", "own least-privilege user"),
     ("unknown eviction policy", "single", "ok", {"memory": {"policy": "allkeys-lru2"}}, "memory.policy", "not one of"),
     ("durable data with eviction", "single", "ok", {"memory": {"policy": "allkeys-lru"}}, "memory.policy", "never be dropped silently"),
     ("unreadable size", "single", "ok", {"memory": {"maxmemory": "lots"}}, "memory.maxmemory", "not a memory size"),
@@ -94,7 +118,9 @@ BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("section of another kind", "single", "ok", {"cluster": {"masters": 3}}, "cluster", "only applies to kind cluster"),
     ("invalid image reference", "single", "ok", {"image": "Redis Latest!"}, "image", "not a valid image reference"),
     ("TLS file missing", "single", "ok", {"tls": {"ca_file": "/nope/ca.crt", "cert_file": "/nope/s.crt", "key_file": "/nope/s.key", "client_cert_file": "/nope/c.crt", "client_key_file": "/nope/c.key"}}, "tls.ca_file", "does not exist"),
-    ("TLS files partly given", "single", "ok", {"tls": {"ca_file": "/nope/ca.crt"}}, "tls.cert_file", "all five"),
+    ("TLS files partly given", "single", "ok", {"tls": {"ca_file": "/nope/ca.crt"}}, "tls.cert_file", "all 5 TLS files"),
+    ("cluster clients with certificates", "cluster", "ok", {"tls": {"client_certificates": True}}, "tls.client_certificates", "cluster bus credential"),
+    ("client files where clients have none", "cluster", "ok", {"tls": {"ca_file": "/nope/ca.crt", "cert_file": "/nope/s.crt", "key_file": "/nope/s.key", "client_cert_file": "/nope/c.crt"}}, "tls.client_cert_file", "clients present none"),
     ("published ports beyond 65535", "cluster", "ok", {"publish": {"base_port": 65532}}, "publish.base_port", "beyond 65535"),
 ]  # fmt: skip
 
