@@ -6,9 +6,13 @@ the ratio of their throughput and latencies is what Locust and redis-py cost.
 
 redis-benchmark only takes a password on its command line, where every user of the
 host can read it (`ps`). So it runs as a temporary ACL user with no password at
-all, allowed GET, SET and PING on `key:*` and nothing else, for the length of the
-run: the TLS client certificate, which a connection needs first, is the gate.
-Making that user is an ACL change, which only the break-glass user may do.
+all, allowed only GET, SET and PING on `key:*` (and reading a Cluster's slot map),
+for the length of the run, then deleted. Single and Sentinel ask a client
+certificate of every connection first; a Cluster does not (its clients hold none),
+so there, during a run, anyone who can reach a node's port may use that user
+within those limits. A run killed before it could clean up leaves the user
+behind: the next `bench` deletes it, and `verify` reports it meanwhile. Making the
+user is an ACL change, which only the break-glass user may do.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from infra.connection import ConnectionInfo, NodeAddress
 from infra.errors import DeploymentError, EngineError
 from infra.load import LoadPlan, run_load
 from infra.observe_sentinel import group_state
+
+BENCH_USER_PREFIX = "bench-"
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,15 @@ def run_redis_benchmark(
     binary = shutil.which("redis-benchmark")
     if binary is None:
         raise EngineError("redis-benchmark is not installed. Fix: apt-get install -y redis-tools")
-    user = f"bench-{secrets.token_hex(3)}"
+    user = f"{BENCH_USER_PREFIX}{secrets.token_hex(3)}"
     nodes = info.data_nodes() if info.topology == "cluster" else [_target(info)]
     # No CONFIG GET (it would show masterauth): redis-benchmark only warns without it.
     commands = ["+get", "+set", "+ping", "+cluster|nodes", "+cluster|slots"]
     for node in nodes:
-        admin = node_client(info, node, role="breakglass")
+        admin = node_client(info, node, role="breakglass", decode_responses=True)
+        for stale in map(str, admin.acl_users()):  # left by a run that was killed
+            if stale.startswith(BENCH_USER_PREFIX):
+                admin.acl_deluser(stale)
         admin.acl_setuser(
             user, reset=True, enabled=True, nopass=True, keys=["key:*"], commands=commands
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -195,15 +196,26 @@ def _connection(args: argparse.Namespace, *, breakglass: bool = False) -> Connec
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from infra.docker_engine import docker_client
+    from infra.errors import EngineError
     from infra.verify import verify
 
     info = _connection(args)
-    checks = verify(info)
+    engine = None
+    with contextlib.suppress(EngineError):  # without an engine, what the nodes say only
+        engine = docker_client()
+    checks = verify(info, engine)
     for check in checks:
         mark = "note" if check.advisory else "ok" if check.passed else "FAILED"
         print(f"  [{mark}] {check.name}: {check.detail}")
     failed = [check for check in checks if not check.passed]
-    verdict = f"all {len(checks)} checks passed" if not failed else f"{len(failed)} check(s) failed"
+    made = [check for check in checks if not check.advisory]
+    unmade = f"; {len(checks) - len(made)} not made from here" if len(made) < len(checks) else ""
+    verdict = (
+        f"all {len(made)} checks passed{unmade}"
+        if not failed
+        else f"{len(failed)} of {len(made)} checks failed{unmade}"
+    )
     print(f"{info.topology} deployment '{info.name}': {verdict}")
     return EXIT_OK if not failed else EXIT_FAILED
 

@@ -12,6 +12,16 @@ trigger it). So the limit is the sum of the worst cases:
   rewrites every key while BGSAVE and BGREWRITEAOF run);
 - client buffers, bounded in total by `maxmemory-clients` (replies and queries of
   normal and pub/sub clients; Redis drops the biggest clients beyond it);
+- what Redis 7.0 does not count as client memory: subscribed channels. Per
+  subscription it counts ~40 bytes (the client's dict entry), and holds the name
+  and ~157 bytes more beside them (the server's entry, list and objects; measured
+  on 7.0.15: 780,000 subscriptions of 64-character names, 31 MB counted, 204 MB
+  used), so subscriptions cost up to (L + 157) / 40 times `maxmemory-clients`
+  beyond it, L the longest channel name the ACL allows. A Cluster's sharded
+  channels also sit in a per-slot radix tree: 2L + 182 bytes beside the counted 40
+  (273 MB used for the same 780,000);
+- one PUBLISH copies the message into every subscriber's buffer before any limit
+  acts: up to `maxclients` x `proto-max-bulk-len` at once;
 - one replication output buffer per replica, up to its hard limit (not counted
   in `maxmemory` and not evicted);
 - the process itself: code, Lua VM, replication backlog, allocator slack.
@@ -21,9 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.model import Clients
+from infra.model import Access, Clients
 
 FORK_COPY_RATIO = 1.0  # worst case: every page of the dataset rewritten during a fork
+COUNTED_PER_SUBSCRIPTION = 40  # bytes Redis 7.0 counts in a client's memory ...
+UNCOUNTED_PER_SUBSCRIPTION = 157  # ... and holds beside them, plus the channel name
+UNCOUNTED_PER_SHARD_SUBSCRIPTION = 182  # ... plus the name twice (Cluster: per-slot tree)
 PROCESS_BASE_BYTES = 32 * 1024**2
 SENTINEL_CONTAINER_BYTES = 64 * 1024**2  # a sentinel holds no data (RSS ~10 MB)
 
@@ -33,12 +46,22 @@ class MemoryBudget:
     dataset: int
     fork_copy: int
     clients: int
+    subscription_names: int
+    pubsub_fanout: int
     replica_buffers: int
     process: int
 
     @property
     def total(self) -> int:
-        return self.dataset + self.fork_copy + self.clients + self.replica_buffers + self.process
+        return (
+            self.dataset
+            + self.fork_copy
+            + self.clients
+            + self.subscription_names
+            + self.pubsub_fanout
+            + self.replica_buffers
+            + self.process
+        )
 
     def explain(self) -> str:
         from infra.sizes import format_human
@@ -47,18 +70,36 @@ class MemoryBudget:
             "dataset (maxmemory)": self.dataset,
             "fork copy-on-write": self.fork_copy,
             "client buffers (maxmemory-clients)": self.clients,
+            "subscribed channel names (uncounted by Redis 7.0)": self.subscription_names,
+            "one PUBLISH to every client (maxclients x max_value)": self.pubsub_fanout,
             "replica output buffers": self.replica_buffers,
             "process": self.process,
         }
         return " + ".join(f"{format_human(size)} {what}" for what, size in parts.items() if size)
 
 
-def data_node_budget(maxmemory: int, clients: Clients, replicas_per_master: int) -> MemoryBudget:
+def data_node_budget(
+    maxmemory: int,
+    clients: Clients,
+    access: Access,
+    replicas_per_master: int,
+    *,
+    cluster: bool = False,
+) -> MemoryBudget:
     """The worst case of one data node (any of them may be a master after a failover)."""
+    name = access.max_channel_length
+    beside = (
+        2 * name + UNCOUNTED_PER_SHARD_SUBSCRIPTION
+        if cluster
+        else name + UNCOUNTED_PER_SUBSCRIPTION
+    )
+    uncounted = beside / COUNTED_PER_SUBSCRIPTION
     return MemoryBudget(
         dataset=maxmemory,
         fork_copy=int(maxmemory * FORK_COPY_RATIO),
         clients=clients.total_memory_bytes,
+        subscription_names=int(clients.total_memory_bytes * uncounted),
+        pubsub_fanout=clients.maxclients * clients.max_value_bytes,
         replica_buffers=replicas_per_master * clients.replica.hard_bytes,
         process=PROCESS_BASE_BYTES,
     )

@@ -103,6 +103,9 @@ class Access:
     # False: only FCALL of the shipped function library. True: EVAL/EVALSHA as well
     # (Lua memory is outside maxmemory: a script can exhaust the container).
     app_eval: bool
+    # Longest channel name the app may use. Redis 7.0 does not count subscribed names
+    # as client memory, so only a bound on their length bounds what subscriptions cost.
+    max_channel_length: int = 64
 
 
 @dataclass(frozen=True)

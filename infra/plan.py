@@ -564,7 +564,9 @@ def _config_job(
         directories = {roots["config"]: "0500"}
         if any(f.volume == "data" for f in spec.files):
             mounts.append(MountSpec(volumes[DATA_DIR], roots["data"], read_only=False))
-            directories[roots["data"]] = "0750"  # a fresh volume mounted here starts root-owned
+            # A fresh volume mounted here starts root-owned. Owner-only: Redis's CONFIG
+            # REWRITE leaves redis.conf (masterauth in it) readable in this folder.
+            directories[roots["data"]] = "0700"
         for rendered in spec.files:
             directories.setdefault(
                 f"{roots[rendered.volume]}/{rendered.path}".rsplit("/", 1)[0], "0500"
@@ -705,6 +707,7 @@ def _outputs(
         endpoints=endpoints,
         access={
             "channels": list(topology.access.app_channels),
+            "max_channel_length": topology.access.max_channel_length,
             "eval": topology.access.app_eval,
             "functions": list(FUNCTION_NAMES),
         },

@@ -16,7 +16,7 @@ import jinja2
 
 from infra.certs import CertificateSet
 from infra.layout import Node, Role, master_node, nodes
-from infra.model import Kind, Topology
+from infra.model import Access, Kind, Topology
 from infra.secrets import password_ref, referenced, tls_key_ref
 from infra.sizes import format_size
 
@@ -43,6 +43,16 @@ TLS12_CIPHERS = ":".join(
 # a replaced function would run later with its caller's rights, an operator's too).
 APP_FUNCTIONS = "+fcall +fcall_ro"
 APP_EVAL = "+eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists"
+# ... and not the commands whose memory no limit bounds: a copy or an aggregate of
+# existing keys is built inside one command (COPY doubles a full dataset past
+# maxmemory; SUNION of two big sets builds their union first), and WATCH and CLIENT
+# TRACKING keep key names and prefixes that Redis 7.0 does not count as client
+# memory. The seed's scenarios use none of them.
+APP_UNBOUNDED = (
+    "-copy -sunion -sunionstore -sinter -sinterstore -sintercard -sdiff -sdiffstore "
+    "-zunion -zunionstore -zinter -zinterstore -zintercard -zdiff -zdiffstore -zrangestore "
+    "-georadius -georadiusbymember -geosearchstore -watch -client|tracking"
+)
 # The day-to-day operator on data nodes: everything but what would weaken the node or
 # read its secrets (CONFIG GET shows masterauth), change who may log in, re-point
 # replication (REPLICAOF sends masterauth to whatever it names) or stop the node.
@@ -117,6 +127,20 @@ def _render(template: str, **context: object) -> str:
     return _environment().get_template(template).render(**context)
 
 
+def channel_acl_patterns(access: Access) -> list[str]:
+    """ACL channel patterns for the app's channels, bounded in length: 'app:*' becomes
+    'app:', 'app:?', 'app:??', ... up to access.max_channel_length characters (a glob
+    '*' would admit names of any length, whose memory Redis 7.0 does not bound)."""
+    patterns: list[str] = []
+    for channel in access.app_channels:
+        prefix = channel.rstrip("*")
+        if prefix == channel:
+            patterns.append(channel)
+            continue
+        patterns += [prefix + "?" * n for n in range(access.max_channel_length - len(prefix) + 1)]
+    return patterns
+
+
 def _password_hash(role: str) -> str:
     # ACL files store "#<sha256>" so the clear password never sits on the node.
     return "#" + password_ref(role).sha256_placeholder
@@ -152,8 +176,12 @@ def render_node(
         "clients": topology.clients,
         "size": format_size,
         "tls_ciphers": TLS12_CIPHERS,
-        "app_channels": " ".join(f"&{pattern}" for pattern in topology.access.app_channels),
-        "app_scripting": APP_FUNCTIONS + (f" {APP_EVAL}" if topology.access.app_eval else ""),
+        "app_channels": " ".join(
+            f"&{pattern}" for pattern in channel_acl_patterns(topology.access)
+        ),
+        "app_scripting": " ".join(
+            [APP_UNBOUNDED, APP_FUNCTIONS, *([APP_EVAL] if topology.access.app_eval else [])]
+        ),
         "operator_denied": OPERATOR_DENIED,
         "sentinel_operator_denied": SENTINEL_OPERATOR_DENIED,
     }

@@ -93,7 +93,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "output_replica",
         "busy_reply_ms",
     },
-    "access": {"app_channels", "app_eval"},
+    "access": {"app_channels", "app_eval", "max_channel_length"},
     "tls": {
         "protocols",
         "extra_sans",
@@ -421,6 +421,7 @@ class _Reader:
         sentinel = self.sentinel(self.section(data, "sentinel")) if kind is Kind.SENTINEL else None
         cluster = self.cluster(self.section(data, "cluster")) if kind is Kind.CLUSTER else None
         clients = self.clients(self.section(data, "clients"))
+        access = self.access(self.section(data, "access"))
         replicas = sentinel.replicas if sentinel else cluster.replicas_per_master if cluster else 0
         topology = Topology(
             name=name,
@@ -431,10 +432,16 @@ class _Reader:
             internal_network=internal_network,
             subnet=subnet,
             persistence=self.persistence(self.section(data, "persistence")),
-            memory=self.memory(self.section(data, "memory"), clients, replicas),
+            memory=self.memory(
+                self.section(data, "memory"),
+                clients,
+                access,
+                replicas,
+                cluster=kind is Kind.CLUSTER,
+            ),
             limits=self.limits(self.section(data, "limits")),
             clients=clients,
-            access=self.access(self.section(data, "access")),
+            access=access,
             tls=self.tls(self.section(data, "tls")),
             users=self.users(self.section(data, "users"), kind),
             publish=self.publish(self.section(data, "publish")),
@@ -487,7 +494,15 @@ class _Reader:
             rdb_save=tuple(save),
         )
 
-    def memory(self, data: Mapping[str, Any], clients: Clients, replicas: int) -> Memory:
+    def memory(
+        self,
+        data: Mapping[str, Any],
+        clients: Clients,
+        access: Access,
+        replicas: int,
+        *,
+        cluster: bool,
+    ) -> Memory:
         workload = self.choice(data, "workload", "memory.workload", [w.value for w in Workload])
         policy = self.choice(data, "policy", "memory.policy", EVICTION_POLICIES)
         maxmemory = self.size(data, "maxmemory", "memory.maxmemory")
@@ -499,11 +514,12 @@ class _Reader:
                 "keep policy: noeviction (a full instance refuses writes with OOM), or set "
                 "workload: cache for data that can be rebuilt, ideally in a separate deployment",
             )
-        budget = data_node_budget(maxmemory, clients, replicas)
-        limit = budget.total
+        budget = data_node_budget(maxmemory, clients, access, replicas, cluster=cluster)
+        limit = -(-budget.total // 1024**2) * 1024**2  # whole MiB
+
         if data.get("container_limit", "auto") != "auto":
             limit = self.size(data, "container_limit", "memory.container_limit")
-            if limit and maxmemory and limit < budget.total:
+            if limit and maxmemory and limit < budget.total:  # an explicit limit
                 self.problem(
                     "memory.container_limit",
                     f"{format_human(limit)} is below what a node may hold at worst: "
@@ -545,6 +561,15 @@ class _Reader:
         query_buffer = self.size(data, "query_buffer", "clients.query_buffer")
         total = self.size(data, "total_memory", "clients.total_memory")
         normal = self.buffer_limit(data, "output_normal")
+        pubsub = self.buffer_limit(data, "output_pubsub")
+        if max_value and pubsub.hard_bytes and pubsub.hard_bytes < max_value:
+            self.problem(
+                "clients.output_pubsub.hard",
+                f"{format_size(pubsub.hard_bytes)} is below clients.max_value "
+                f"{format_size(max_value)}: a subscriber would be dropped by the largest "
+                "message it may be sent",
+                f"set it to at least {format_size(max_value)}",
+            )
         for field, size in (("max_value", max_value), ("query_buffer", query_buffer)):
             if size and size < MIN_PROTO_BULK:
                 self.problem(
@@ -589,7 +614,7 @@ class _Reader:
             query_buffer_bytes=query_buffer,
             total_memory_bytes=total,
             normal=normal,
-            pubsub=self.buffer_limit(data, "output_pubsub"),
+            pubsub=pubsub,
             replica=self.buffer_limit(data, "output_replica"),
             busy_reply_ms=self.integer(
                 data, "busy_reply_ms", "clients.busy_reply_ms", minimum=100, maximum=60000
@@ -598,6 +623,9 @@ class _Reader:
 
     def access(self, data: Mapping[str, Any]) -> Access:
         channels = self.string_list(data, "app_channels", "access.app_channels")
+        longest = self.integer(
+            data, "max_channel_length", "access.max_channel_length", minimum=8, maximum=256
+        )
         for pattern in channels:
             if not CHANNEL_PATTERN.match(pattern):
                 self.problem(
@@ -607,9 +635,16 @@ class _Reader:
                     "Sentinel trusts to decide who the master is",
                     "name your application's channels, e.g. 'app:*' or 'trackeep:messages:*'",
                 )
+            elif longest and len(pattern.rstrip("*")) >= longest:
+                self.problem(
+                    "access.app_channels",
+                    f"'{pattern}' leaves no room under access.max_channel_length ({longest})",
+                    "use a shorter prefix or raise max_channel_length",
+                )
         return Access(
             app_channels=tuple(channels),
             app_eval=self.boolean(data, "app_eval", "access.app_eval"),
+            max_channel_length=longest,
         )
 
     def limits(self, data: Mapping[str, Any]) -> Limits:

@@ -15,6 +15,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import docker
+import docker.errors
 from redis.cluster import RedisCluster
 
 import redis
@@ -51,7 +53,7 @@ def _check(name: str, probe: Callable[[], str]) -> Check:
         return Check(name, True, str(exc), advisory=True)
     except CheckFailedError as exc:
         return Check(name, False, str(exc))
-    except (redis.RedisError, OSError, KeyError) as exc:
+    except (redis.RedisError, OSError, KeyError, docker.errors.DockerException) as exc:
         return Check(name, False, f"{type(exc).__name__}: {exc}")
 
 
@@ -121,6 +123,22 @@ def app_least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
         f"app refused FLUSHALL, CONFIG, KEYS, FUNCTION and SCRIPT FLUSH, {scripts}, "
         f"PUBLISH {SENTINEL_CHANNEL}"
     )
+
+
+def only_deployed_users(info: ConnectionInfo, node: NodeAddress) -> str:
+    """The ACL holds the topology's users only (a temporary benchmark user left by a
+    killed `bench`, or a user someone added, is reported)."""
+    admin = node_client(info, node, role="admin", retry=no_retry(), decode_responses=True)
+    try:
+        users = {str(user) for user in admin.acl_users()}
+    finally:
+        admin.close()
+    deployed = info.settings.get("users")
+    if not isinstance(deployed, dict):
+        raise NotCheckableHereError("the topology's users are unknown (no operator.json settings)")
+    extra = sorted(users - {"default", *(str(name) for name in deployed.values())})
+    _require(not extra, f"{node.name} has users the topology does not: {', '.join(extra)}")
+    return f"ACL users: {', '.join(sorted(users))}"
 
 
 def operator_cannot_weaken(info: ConnectionInfo, node: NodeAddress) -> str:
@@ -319,8 +337,26 @@ def cluster_whole(info: ConnectionInfo) -> str:
     return f"{len(state.masters(info))} masters serve all 16384 slots, every replica linked"
 
 
-def verify(info: ConnectionInfo) -> list[Check]:
-    """Every check that applies to the deployment's kind, node by node."""
+def containers_intact(info: ConnectionInfo, engine: docker.DockerClient) -> str:
+    """No node was killed for memory or restarted by Docker since it was created."""
+    problems = []
+    for node in info.data_nodes():
+        try:
+            attrs = engine.api.inspect_container(node.container)
+        except docker.errors.NotFound:
+            problems.append(f"{node.container} does not exist")
+            continue
+        if attrs["State"].get("OOMKilled"):
+            problems.append(f"{node.container} was killed for memory (OOMKilled)")
+        if attrs.get("RestartCount"):
+            problems.append(f"{node.container} was restarted {attrs['RestartCount']} time(s)")
+    _require(not problems, "; ".join(problems))
+    return "no node OOM-killed or restarted by Docker"
+
+
+def verify(info: ConnectionInfo, engine: docker.DockerClient | None = None) -> list[Check]:
+    """Every check that applies to the deployment's kind, node by node (with `engine`,
+    also what Docker saw happen to the containers)."""
     unpublished = [node.name for node in info.nodes if node.host is None]
     if unpublished:
         return [Check("published", False, f"not published, cannot verify from here: {unpublished}")]
@@ -328,6 +364,8 @@ def verify(info: ConnectionInfo) -> list[Check]:
         _check("TLS round trip", lambda: round_trip(info)),
         _check("bounded values", lambda: values_bounded(info)),
     ]
+    if engine is not None:
+        checks.append(_check("containers", lambda: containers_intact(info, engine)))
     if info.topology == "sentinel":
         checks.append(_check("Sentinel group", lambda: converged(info)))
     if info.topology == "cluster":
@@ -346,6 +384,7 @@ def _node_checks(info: ConnectionInfo, node: NodeAddress) -> list[Check]:
         probes = [
             ("app least privilege", lambda: app_least_privilege(info, node)),
             ("operator limits", lambda: operator_cannot_weaken(info, node)),
+            ("users", lambda: only_deployed_users(info, node)),
             ("persistence", lambda: persistence(info, node)),
         ]
         if info.topology == "cluster":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -23,8 +24,9 @@ import pytest
 from redis.cluster import RedisCluster
 
 import redis
-from infra.client import cluster_client, connect, node_client
+from infra.client import cluster_client, connect, no_retry, node_client, tls_options
 from infra.connection import NodeAddress
+from infra.memory_budget import data_node_budget
 from infra.observe_cluster import (
     cluster_problems,
     cluster_state,
@@ -141,14 +143,26 @@ CLUSTER_ONLY = [
 
 
 def test_operator_commands_are_refused_to_the_application(target: Deployment) -> None:
+    """With every credential the application's file holds (before issue 8 it held the
+    operator's too, and CONFIG SET was one command away)."""
     app = _app(target)
     commands = OPERATOR_ONLY + (CLUSTER_ONLY if target.info.topology == "cluster" else [])
+    held = json.loads(target.connection_file.read_text())["users"]
     for node in target.info.data_nodes():
-        client = app.client(node)
-        for attempt in commands:
-            with pytest.raises(redis.exceptions.NoPermissionError):
-                client.execute_command(*attempt)
-        client.close()
+        for credentials in held.values():
+            assert node.host is not None and node.port is not None
+            client = redis.Redis(
+                host=node.host,
+                port=node.port,
+                username=credentials["username"],
+                password=credentials["password"],
+                retry=no_retry(),
+                **tls_options(app.info),
+            )
+            for attempt in commands:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    client.execute_command(*attempt)
+            client.close()
     for node in target.info.sentinels():
         client = app.client(node)
         for attempt in [
@@ -269,13 +283,13 @@ def test_one_command_cannot_build_a_value_beyond_the_limit(target: Deployment) -
             client.setrange(key, 400_000_000, "x")  # once: 403 MB in one command
         with pytest.raises(redis.ResponseError, match="out of range"):
             client.setbit(key, 4_000_000_000, 1)
-        chunk = b"x" * 1024**2
+        chunk = b"x" * 256 * 1024
         with pytest.raises(redis.ResponseError, match="maximum allowed size"):
-            for _ in range(12):  # 8 MiB is the largest value, however it is built
+            for _ in range(12):  # 1 MiB is the largest value, however it is built
                 client.append(key, chunk)
 
     _under_attack(target, attack)
-    assert client.strlen(key) <= 8 * 1024**2
+    assert client.strlen(key) <= 1024**2
     client.delete(key)
     client.close()
     assert _used_memory(target, master) < 64 * 1024**2
@@ -286,7 +300,7 @@ def test_a_client_that_never_reads_is_cut_off(target: Deployment) -> None:
     master = _master_of(target, key)
     app = _app(target)
     client = app.client(master)
-    client.set(key, b"x" * 4 * 1024**2)
+    client.set(key, b"x" * 1024**2)
     flood = app.raw(master)
     flood.sendall(command("CLIENT", "SETNAME", "atk-flood"))
     assert flood.recv(16) == b"+OK\r\n"
@@ -294,9 +308,9 @@ def test_a_client_that_never_reads_is_cut_off(target: Deployment) -> None:
 
     def attack() -> None:
         nonlocal received
-        # 200 replies of 4 MiB (800 MiB) asked for, none read: Redis buffers them for us,
-        # until the output limit (16 MiB) cuts us off.
-        flood.sendall(command("GET", key) * 200)
+        # 400 replies of 1 MiB (400 MiB) asked for, none read: Redis buffers them for us,
+        # until the output limit (8 MiB) cuts us off.
+        flood.sendall(command("GET", key) * 400)
         time.sleep(2)
         flood.settimeout(10)  # a stall (no cut-off) fails the test with TimeoutError
         with contextlib.suppress(ConnectionResetError, ssl.SSLError):
@@ -316,7 +330,8 @@ def test_a_client_that_never_reads_is_cut_off(target: Deployment) -> None:
 
 def test_a_query_larger_than_any_value_is_refused_at_its_header(target: Deployment) -> None:
     flood = _app(target).raw(_master_of(target, "k"))
-    flood.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000000\r\n")
+    # 2 MB: over clients.max_value (1 MiB), far under Redis's own default (512 MB).
+    flood.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n")
     flood.settimeout(10)
     reply = flood.recv(256)
     assert b"invalid bulk length" in reply
@@ -325,6 +340,164 @@ def test_a_query_larger_than_any_value_is_refused_at_its_header(target: Deployme
         closed = flood.recv(256)
     assert closed == b""  # and the connection is gone
     flood.close()
+
+
+def test_commands_that_copy_aggregate_or_watch_keys_are_refused(target: Deployment) -> None:
+    """Their memory is built inside one command past maxmemory (COPY of a full dataset
+    doubled it; SUNION of two big sets OOM-killed the node), or kept outside client
+    memory (WATCH's key names, CLIENT TRACKING's prefixes)."""
+    client = _app(target).client(_master_of(target, "{t}a"))
+    for attempt in [
+        ("COPY", "{t}a", "{t}b"),
+        ("SUNION", "{t}a", "{t}b"),
+        ("SUNIONSTORE", "{t}c", "{t}a", "{t}b"),
+        ("SINTERCARD", "2", "{t}a", "{t}b"),
+        ("ZUNIONSTORE", "{t}c", "2", "{t}a", "{t}b"),
+        ("ZRANGESTORE", "{t}c", "{t}a", "0", "-1"),
+        ("WATCH", "{t}a"),
+        ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "x" * 1000),
+    ]:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*attempt)
+    client.close()
+
+
+def _drain(sock: ssl.SSLSocket) -> bool:
+    """Read what is there; False once the server has closed the connection."""
+    sock.settimeout(0.05)
+    try:
+        while True:
+            if not sock.recv(1 << 20):
+                return False
+    except TimeoutError:
+        return True
+    except (ConnectionResetError, ssl.SSLError):
+        return False
+
+
+@pytest.mark.parametrize(
+    ("kind", "subscribe"), [("single", "SUBSCRIBE"), ("cluster", "SSUBSCRIBE")]
+)
+def test_subscribed_names_are_bounded_and_so_is_what_they_cost(
+    request: pytest.FixtureRequest, kind: str, subscribe: str
+) -> None:
+    """Redis 7.0 does not count subscribed channels as client memory: long names
+    (1 MiB each, before) grew a node past its limit. Names are now bounded by the ACL,
+    so the part Redis counts bounds the whole, and the subscriber is dropped. (The
+    nodes of every kind run the same ACL and limits; a Cluster's sharded channels
+    live on the node owning their slot.)"""
+    target: Deployment = request.getfixturevalue(kind)
+    master = _master_of(target, "{fan}")
+    app = _app(target)
+    probe = app.raw(master)
+    probe.sendall(command(subscribe, "app:{fan}" + "x" * 56))  # 65 characters: one too many
+    probe.settimeout(5)
+    assert probe.recv(256).startswith(b"-NOPERM")
+    probe.close()
+    flood = app.raw(master)
+    peak = 0
+
+    def attack() -> None:
+        nonlocal peak
+        # 20,000 names a command: their replies stay under the subscriber's output
+        # limit, so what stops this is what the subscriptions themselves cost.
+        for batch in range(80):  # 1.6 M names of 64 characters, if nothing stopped us
+            names = [f"app:{{fan}}{batch:03x}{i:05x}".ljust(64, "x") for i in range(20_000)]
+            try:
+                flood.settimeout(10)
+                flood.sendall(command(subscribe, *names))
+            except (ConnectionError, ssl.SSLError):
+                return  # dropped while we were sending
+            alive = _drain(flood)
+            peak = max(peak, _used_memory(target, master))
+            if not alive:
+                return
+        pytest.fail("80 batches of subscriptions and the subscriber was never dropped")
+
+    _under_attack(target, attack)
+    flood.close()
+    # What the budget holds for it (counted client memory and the uncounted rest), plus
+    # what the node held before: the peak stayed inside.
+    sharded = target.info.topology == "cluster"
+    budget = data_node_budget(
+        0, target.topology.clients, target.topology.access, 0, cluster=sharded
+    )
+    assert peak > 2 * budget.clients  # past what Redis counts: the uncounted part was reached
+    assert peak < budget.clients + budget.subscription_names + 32 * 1024**2, peak
+    assert _used_memory(target, master) < 64 * 1024**2
+
+
+def test_one_publish_to_every_subscriber_stays_inside_the_limit(single: Deployment) -> None:
+    """One PUBLISH copies its message into every subscriber's buffer before any limit
+    acts (a 7.5 MiB message to 100 subscribers OOM-killed the node). The container
+    limit now holds maxclients x max_value for it."""
+    app = _app(single)
+    subscribers = []
+    for _ in range(200):
+        sock = app.raw()
+        sock.sendall(command("SUBSCRIBE", "app:fan"))
+        subscribers.append(sock)
+    for sock in subscribers:
+        sock.settimeout(5)
+        assert b"subscribe" in sock.recv(256)
+    publisher = app.client()
+    received: list[int] = []
+
+    def attack() -> None:
+        received.append(publisher.publish("app:fan", b"x" * 1024**2))  # none of them reads
+
+    _under_attack(single, attack)
+    assert received == [200]  # every subscriber was sent its copy, and the node survived
+    for sock in subscribers:
+        sock.close()
+    publisher.close()
+
+
+# -- what the application can still do (README, threat model: residual risks) ---------
+
+
+def test_residual_a_transaction_of_slow_commands_holds_the_node(single: Deployment) -> None:
+    """Redis runs one command at a time, and MULTI/EXEC runs a transaction at once: a
+    client may keep the node busy for as long as its commands take (here 20 SMEMBERS of
+    a million-member set; with Sentinel's 3 s or Cluster's 5 s timeout the node is
+    failed over, losing no acknowledged write). Shown, not closed: no ACL rule bounds a
+    command's running time."""
+    app = _app(single)
+    client = app.client()
+    for batch in range(100):
+        client.sadd("atk:{slow}", *[f"m{batch}-{i}" for i in range(10_000)])
+    slow = app.raw()
+    started = time.monotonic()
+    slow.sendall(command("MULTI") + command("SMEMBERS", "atk:{slow}") * 20 + command("EXEC"))
+    time.sleep(0.05)
+    assert client.ping()  # answered only when the transaction is done
+    held = time.monotonic() - started
+    slow.close()
+    client.delete("atk:{slow}")
+    client.close()
+    assert held > 1.0, held
+
+
+def test_residual_connection_slots_can_be_held_without_credentials(single: Deployment) -> None:
+    """Redis 7.0 gives a connection a client slot before its TLS handshake and has no
+    handshake timeout: whoever can reach the port (loopback here: any host user) can
+    hold maxclients connections open, and the application is turned away until they
+    close. Shown, not closed."""
+    node = single.info.data_nodes()[0]
+    assert node.host is not None and node.port is not None
+    held = [
+        socket.create_connection((node.host, node.port), timeout=5)
+        for _ in range(single.topology.clients.maxclients + 8)
+    ]
+    try:
+        time.sleep(0.5)
+        with pytest.raises(redis.ConnectionError):
+            _app(single).client(socket_timeout=3).ping()
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert _app(single).client().ping()  # back once they are gone
 
 
 # -- the cluster bus --------------------------------------------------------------------

@@ -45,13 +45,13 @@ def test_up_again_changes_nothing_and_a_change_is_explained(deploy: DeployFactor
     with pytest.raises(DeploymentDiffersError) as caught:
         up(changed, deployment.engine, connection_file=deployment.connection_file)
     message = str(caught.value)
-    assert "memory_bytes 637534208 -> 729808896" in message  # auto: 608 -> 696 MiB
+    assert "memory_bytes 1058013184 -> 1150287872" in message  # auto: 1009 -> 1097 MiB
     assert "rendered files differ: redis.conf" in message
     assert "--keep-data" in message
     # Nothing was touched: same container, still running with the old limit.
     container = deployment.container()
     assert container.id == container_id and container.status == "running"
-    assert container.attrs["HostConfig"]["Memory"] == 608 * 1024**2
+    assert container.attrs["HostConfig"]["Memory"] == 1009 * 1024**2
 
 
 def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
@@ -66,6 +66,7 @@ def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
     assert data["users"]["app"]["username"] == "app" and len(data["users"]["app"]["password"]) >= 32
     assert data["access"] == {
         "channels": ["app:*"],
+        "max_channel_length": 64,
         "eval": False,
         "functions": ["token_bucket", "sliding_window"],
     }
@@ -154,7 +155,7 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
             [*cli, "verify", "--name", name], capture_output=True, text=True, env=env, timeout=60
         )
         assert verified.returncode == 0, verified.stdout + verified.stderr
-        assert "all 8 checks passed" in verified.stdout
+        assert "all 10 checks passed" in verified.stdout
         again = subprocess.run(
             [
                 *cli,
@@ -193,13 +194,16 @@ def test_verify_notices_a_weakened_deployment_under_python_optimize(
     assert all(check.passed for check in verify(deployment.info))
     glass = node_client(deployment.info, deployment.info.data_nodes()[0], role="breakglass")
     glass.acl_setuser("app", enabled=True, commands=["+flushall"])  # someone loosened the ACL
+    glass.acl_setuser("bench-dead01", enabled=True, nopass=True)  # a killed bench's user
     glass.config_set("appendonly", "no")  # ... and turned persistence off
     failed = [check for check in verify(deployment.info) if not check.passed]
     assert [check.name for check in failed] == [
         f"{deployment.name}-redis: app least privilege",
+        f"{deployment.name}-redis: users",
         f"{deployment.name}-redis: persistence",
     ]
-    assert "FLUSHALL" in failed[0].detail and "AOF is off" in failed[1].detail
+    assert "FLUSHALL" in failed[0].detail and "bench-dead01" in failed[1].detail
+    assert "AOF is off" in failed[2].detail
     # `verify` rests on no `assert`: with assertions stripped it still fails.
     done = subprocess.run(
         [sys.executable, "-O", "-m", "infra.cli", "verify", "--name", deployment.name],
@@ -208,6 +212,7 @@ def test_verify_notices_a_weakened_deployment_under_python_optimize(
         timeout=60,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stdout.count("[FAILED]") == 2
+    assert done.stdout.count("[FAILED]") == 3
     glass.config_set("appendonly", "yes")
+    glass.acl_deluser("bench-dead01")
     glass.close()

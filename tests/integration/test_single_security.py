@@ -231,7 +231,7 @@ def test_hardening_is_what_docker_runs(single: Deployment) -> None:
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     assert "no-new-privileges:true" in host["SecurityOpt"]
-    assert host["Memory"] == 608 * 1024**2 and host["MemorySwap"] == 608 * 1024**2
+    assert host["Memory"] == 1009 * 1024**2 and host["MemorySwap"] == 1009 * 1024**2
     assert host["PidsLimit"] == 256
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     for bindings in host["PortBindings"].values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,18 @@ def test_overrides_merge_over_the_kind_defaults() -> None:
 
 
 def test_auto_container_limit_holds_the_worst_case_of_each_kind() -> None:
-    # dataset + a second copy for the fork + client buffers + one buffer per replica + process
-    mib = 1024**2
-    assert load_topology("single", "x").memory.container_limit_bytes == (256 * 2 + 64 + 32) * mib
-    sentinel = load_topology("sentinel", "x").memory.container_limit_bytes
-    assert sentinel == (256 * 2 + 64 + 2 * 64 + 32) * mib
-    cluster = load_topology("cluster", "x").memory.container_limit_bytes
-    assert cluster == (256 * 2 + 64 + 64 + 32) * mib
+    # dataset + a second copy for the fork + client memory + the channel names Redis 7.0
+    # does not count + one PUBLISH of the largest value to every client + one buffer per
+    # replica + the process, rounded up to whole MiB
+    # (a Cluster's sharded channels also keep their name in a per-slot tree)
+    def limit(replicas: int, beside_each_name: float) -> int:
+        mib = 256 * 2 + 32 + 32 * beside_each_name / 40 + 256 * 1 + 64 * replicas + 32
+        return math.ceil(mib) * 1024**2
+
+    single = load_topology("single", "x").memory.container_limit_bytes
+    assert single == limit(0, 64 + 157) == 1009 * 1024**2
+    assert load_topology("sentinel", "x").memory.container_limit_bytes == limit(2, 64 + 157)
+    assert load_topology("cluster", "x").memory.container_limit_bytes == limit(1, 2 * 64 + 182)
 
 
 def test_cache_workload_may_evict() -> None:
@@ -91,10 +97,12 @@ BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("memory limit without replica buffers", "sentinel", "ok", {"memory": {"container_limit": "640mb"}}, "memory.container_limit", "128 MiB replica output buffers"),
     ("memory limit too small to run", "single", "ok", {"memory": {"maxmemory": "1mb", "container_limit": "5mb"}}, "memory.container_limit", "below what a node may hold"),
     ("value larger than a query", "single", "ok", {"clients": {"max_value": "32mb"}}, "clients.query_buffer", "cannot hold a command carrying the largest value"),
-    ("reply limit below a value", "single", "ok", {"clients": {"output_normal": {"hard": "4mb", "soft": "1mb", "seconds": 10}}}, "clients.output_normal.hard", "would be disconnected"),
+    ("reply limit below a value", "single", "ok", {"clients": {"max_value": "2mb", "output_normal": {"hard": "1mb", "soft": "1mb", "seconds": 10}}}, "clients.output_normal.hard", "would be disconnected"),
+    ("message limit below a value", "single", "ok", {"clients": {"max_value": "2mb", "output_pubsub": {"hard": "1mb", "soft": "1mb", "seconds": 60}}}, "clients.output_pubsub.hard", "dropped by the largest message"),
+    ("channel prefix as long as the limit", "single", "ok", {"access": {"app_channels": ["a" * 64 + "*"]}}, "access.app_channels", "no room under access.max_channel_length"),
     ("soft above hard", "single", "ok", {"clients": {"output_pubsub": {"hard": "8mb", "soft": "9mb", "seconds": 60}}}, "clients.output_pubsub.soft", "above the hard limit"),
     ("buffer limit not a mapping", "single", "ok", {"clients": {"output_replica": "64mb"}}, "clients.output_replica", "hard, soft and seconds"),
-    ("client memory below one client", "single", "ok", {"clients": {"total_memory": "16mb"}}, "clients.total_memory", "cannot hold even one client"),
+    ("client memory below one client", "single", "ok", {"clients": {"total_memory": "8mb"}}, "clients.total_memory", "cannot hold even one client"),
     ("bulk below Redis's minimum", "single", "ok", {"clients": {"max_value": "512kb"}}, "clients.max_value", "below the 1mb Redis accepts"),
     ("script limit past failover", "sentinel", "ok", {"clients": {"busy_reply_ms": 3000}}, "clients.busy_reply_ms", "failed over before anyone could SCRIPT KILL"),
     ("app may reach every channel", "single", "ok", {"access": {"app_channels": ["*"]}}, "access.app_channels", "could reach __sentinel__:hello"),
