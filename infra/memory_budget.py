@@ -22,6 +22,8 @@ trigger it). So the limit is the sum of the worst cases:
   (273 MB used for the same 780,000);
 - one PUBLISH copies the message into every subscriber's buffer before any limit
   acts: up to `maxclients` x `proto-max-bulk-len` at once;
+- connection names (HELLO ... SETNAME, which clients need for RESP3): Redis 7.0 does
+  not count them as client memory either, up to `proto-max-bulk-len` each;
 - one replication output buffer per replica, up to its hard limit (not counted
   in `maxmemory` and not evicted);
 - the process itself: code, Lua VM, replication backlog, allocator slack.
@@ -31,14 +33,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.model import Access, Clients
+from infra.model import Access, BufferLimit, Clients
 
 FORK_COPY_RATIO = 1.0  # worst case: every page of the dataset rewritten during a fork
 COUNTED_PER_SUBSCRIPTION = 40  # bytes Redis 7.0 counts in a client's memory ...
 UNCOUNTED_PER_SUBSCRIPTION = 157  # ... and holds beside them, plus the channel name
 UNCOUNTED_PER_SHARD_SUBSCRIPTION = 182  # ... plus the name twice (Cluster: per-slot tree)
 PROCESS_BASE_BYTES = 32 * 1024**2
-SENTINEL_CONTAINER_BYTES = 64 * 1024**2  # a sentinel holds no data (RSS ~10 MB)
+MIB = 1024**2
+
+# A sentinel holds no data: its process (~10 MB) and its clients, bounded below (the
+# application may discover the master and follow switches, nothing else). Redis 7.0
+# checks no ACL on HELLO, so any client may name itself (HELLO ... SETNAME) with up to
+# the largest bulk, and names are not client memory: the container holds, beside the
+# counted clients, a name and a full query buffer (read before eviction acts) on
+# every connection.
+SENTINEL_CLIENTS = Clients(
+    maxclients=64,
+    max_value_bytes=MIB,
+    query_buffer_bytes=MIB,
+    total_memory_bytes=16 * MIB,
+    normal=BufferLimit(MIB, MIB // 2, 10),
+    pubsub=BufferLimit(MIB, MIB // 2, 60),
+    replica=BufferLimit(0, 0, 1),  # sentinels have no replicas
+    busy_reply_ms=500,
+)
+SENTINEL_CONTAINER_BYTES = (
+    PROCESS_BASE_BYTES
+    + SENTINEL_CLIENTS.total_memory_bytes
+    + SENTINEL_CLIENTS.maxclients
+    * (SENTINEL_CLIENTS.query_buffer_bytes + SENTINEL_CLIENTS.max_value_bytes)
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,7 @@ class MemoryBudget:
     clients: int
     subscription_names: int
     pubsub_fanout: int
+    client_names: int
     replica_buffers: int
     process: int
 
@@ -59,6 +85,7 @@ class MemoryBudget:
             + self.clients
             + self.subscription_names
             + self.pubsub_fanout
+            + self.client_names
             + self.replica_buffers
             + self.process
         )
@@ -72,6 +99,7 @@ class MemoryBudget:
             "client buffers (maxmemory-clients)": self.clients,
             "subscribed channel names (uncounted by Redis 7.0)": self.subscription_names,
             "one PUBLISH to every client (maxclients x max_value)": self.pubsub_fanout,
+            "connection names (maxclients x max_value)": self.client_names,
             "replica output buffers": self.replica_buffers,
             "process": self.process,
         }
@@ -100,6 +128,7 @@ def data_node_budget(
         clients=clients.total_memory_bytes,
         subscription_names=int(clients.total_memory_bytes * uncounted),
         pubsub_fanout=clients.maxclients * clients.max_value_bytes,
+        client_names=clients.maxclients * clients.max_value_bytes,
         replica_buffers=replicas_per_master * clients.replica.hard_bytes,
         process=PROCESS_BASE_BYTES,
     )

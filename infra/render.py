@@ -16,6 +16,7 @@ import jinja2
 
 from infra.certs import CertificateSet
 from infra.layout import Node, Role, master_node, nodes
+from infra.memory_budget import SENTINEL_CLIENTS
 from infra.model import Access, Kind, Topology
 from infra.secrets import password_ref, referenced, tls_key_ref
 from infra.sizes import format_size
@@ -38,21 +39,41 @@ TLS12_CIPHERS = ":".join(
 )
 
 # -- who may do what: the ACL rules beyond each user's line in the templates --------
-# The application: data commands; server-side code only through FCALL of the shipped
-# library unless access.app_eval allows EVAL (never FUNCTION writes or SCRIPT FLUSH:
-# a replaced function would run later with its caller's rights, an operator's too).
-APP_FUNCTIONS = "+fcall +fcall_ro"
+# The application: an allow-list, not "everything but ...": Redis 7.0 lets some
+# allowed-looking commands hold memory that neither maxmemory nor client eviction
+# bounds (two review sessions OOM-killed nodes with COPY, SUNION, WATCH, CLIENT
+# TRACKING, stream consumers from XCLAIM, BLPOP on many keys, DUMP of a large key,
+# CLIENT SETNAME of 1 MiB names). What is here is what the seed's patterns need
+# (sessions, caches, rate limits, leaderboards, counters, pub/sub, transactions), and
+# what mainstream clients send to connect and route. Server-side code only through
+# FCALL of the shipped library unless access.app_eval allows EVAL; never FUNCTION
+# writes or SCRIPT FLUSH (a replaced function would later run with its caller's
+# rights, an operator's too).
+APP_COMMANDS = {
+    "keys": "del unlink exists expire pexpire expireat pexpireat expiretime pexpiretime "
+    "ttl pttl persist type touch scan rename renamenx",
+    "strings": "get set setex psetex setnx getex getdel getset mget mset msetnx incr incrby "
+    "incrbyfloat decr decrby append strlen getrange setrange setbit getbit bitcount bitpos",
+    "hashes": "hget hset hsetnx hmset hmget hgetall hdel hexists hincrby hincrbyfloat hlen "
+    "hkeys hvals hscan hstrlen hrandfield",
+    "sets": "sadd srem sismember smismember smembers scard sscan spop srandmember smove",
+    "sorted sets": "zadd zincrby zrem zscore zmscore zrank zrevrank zcard zcount zlexcount "
+    "zrange zrevrange zrangebyscore zrevrangebyscore zrangebylex zrevrangebylex "
+    "zremrangebyrank zremrangebyscore zremrangebylex zscan zpopmin zpopmax zrandmember",
+    "lists": "lpush rpush lpushx rpushx lpop rpop lrange ltrim llen lindex lrem lset linsert "
+    "lpos lmove rpoplpush",
+    "hyperloglogs": "pfadd pfcount",
+    "pub/sub": "publish subscribe unsubscribe psubscribe punsubscribe spublish ssubscribe "
+    "sunsubscribe",
+    "transactions": "multi exec discard",
+    "functions": "fcall fcall_ro",
+    "connection": "auth hello ping echo quit reset client|id client|getname client|info "
+    "acl|whoami command time wait",
+    "cluster clients": "cluster|slots cluster|shards cluster|nodes cluster|info "
+    "cluster|keyslot cluster|myid readonly readwrite asking",
+}
+APP_ALLOWED = " ".join(f"+{name}" for group in APP_COMMANDS.values() for name in group.split())
 APP_EVAL = "+eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists"
-# ... and not the commands whose memory no limit bounds: a copy or an aggregate of
-# existing keys is built inside one command (COPY doubles a full dataset past
-# maxmemory; SUNION of two big sets builds their union first), and WATCH and CLIENT
-# TRACKING keep key names and prefixes that Redis 7.0 does not count as client
-# memory. The seed's scenarios use none of them.
-APP_UNBOUNDED = (
-    "-copy -sunion -sunionstore -sinter -sinterstore -sintercard -sdiff -sdiffstore "
-    "-zunion -zunionstore -zinter -zinterstore -zintercard -zdiff -zdiffstore -zrangestore "
-    "-georadius -georadiusbymember -geosearchstore -watch -client|tracking"
-)
 # The day-to-day operator on data nodes: everything but what would weaken the node or
 # read its secrets (CONFIG GET shows masterauth), change who may log in, re-point
 # replication (REPLICAOF sends masterauth to whatever it names) or stop the node.
@@ -174,14 +195,13 @@ def render_node(
         "replication_password": password_ref("replication").placeholder,
         "sentinel_password": password_ref("sentinel").placeholder,
         "clients": topology.clients,
+        "sentinel_clients": SENTINEL_CLIENTS,
         "size": format_size,
         "tls_ciphers": TLS12_CIPHERS,
         "app_channels": " ".join(
             f"&{pattern}" for pattern in channel_acl_patterns(topology.access)
         ),
-        "app_scripting": " ".join(
-            [APP_UNBOUNDED, APP_FUNCTIONS, *([APP_EVAL] if topology.access.app_eval else [])]
-        ),
+        "app_commands": APP_ALLOWED + (f" {APP_EVAL}" if topology.access.app_eval else ""),
         "operator_denied": OPERATOR_DENIED,
         "sentinel_operator_denied": SENTINEL_OPERATOR_DENIED,
     }

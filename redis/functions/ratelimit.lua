@@ -7,11 +7,21 @@
 
 -- FCALL token_bucket 1 <key> <capacity> <refill_per_second>
 -- The seed's token bucket: 1 if a token was taken, 0 if the bucket is empty.
+-- A finite number in [low, high], or nil: tonumber() also reads 'nan' and 'inf', and
+-- every comparison with NaN is false, so a plain range check would let it through.
+local function bounded(text, low, high)
+  local value = tonumber(text)
+  if value == nil or value ~= value or value < low or value > high then
+    return nil
+  end
+  return value
+end
+
 local function token_bucket(keys, args)
-  local capacity = tonumber(args[1])
-  local refill = tonumber(args[2])
-  if not capacity or not refill or capacity < 1 or refill < 0 then
-    return redis.error_reply('ERR token_bucket needs capacity >= 1 and refill_per_second >= 0')
+  local capacity = bounded(args[1], 1, 1e9)
+  local refill = bounded(args[2], 0, 1e9)
+  if not capacity or not refill then
+    return redis.error_reply('ERR token_bucket needs 1 <= capacity <= 1e9 and 0 <= refill_per_second <= 1e9')
   end
   local time = redis.call('TIME')
   local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
@@ -35,10 +45,10 @@ end
 -- FCALL sliding_window 1 <key> <limit> <window_ms>
 -- 1 if fewer than <limit> requests were allowed in the last <window_ms>, else 0.
 local function sliding_window(keys, args)
-  local limit = tonumber(args[1])
-  local window = tonumber(args[2])
-  if not limit or not window or limit < 1 or limit > 100000 or window < 1 then
-    return redis.error_reply('ERR sliding_window needs 1 <= limit <= 100000 and window_ms >= 1')
+  local limit = bounded(args[1], 1, 100000)
+  local window = bounded(args[2], 1, 86400000)
+  if not limit or not window then
+    return redis.error_reply('ERR sliding_window needs 1 <= limit <= 100000 and 1 <= window_ms <= 86400000')
   end
   local time = redis.call('TIME')
   local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])

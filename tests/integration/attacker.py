@@ -90,6 +90,31 @@ class Application:
         return files
 
 
+def hold_names(
+    app: Application, node: NodeAddress, connections: int, length: int, per_batch: int = 16
+) -> list[ssl.SSLSocket]:
+    """`connections` connections, each named with `length` bytes by HELLO's SETNAME (no
+    ACL check on HELLO in Redis 7.0). While a long argument is read, its query buffer
+    is client memory and a burst of them gets clients evicted; once read, the name is
+    not counted at all. So the names go `per_batch` at a time, with a pause for Redis
+    to shrink the idle query buffers (clientsCron, about once a second per client)."""
+    name = b"n" * length
+    held = []
+    for batch in range(0, connections, per_batch):
+        for _ in range(min(per_batch, connections - batch)):
+            sock = app.raw(node)
+            sock.sendall(_command("HELLO", "2", "SETNAME", name))
+            sock.settimeout(10)
+            seen = b""
+            while b"modules" not in seen:  # the last field of HELLO's reply
+                data = sock.recv(4096)
+                assert data and not data.startswith(b"-"), data[:200]
+                seen += data
+            held.append(sock)
+        time.sleep(1.5)
+    return held
+
+
 def self_signed(name: str) -> dict[str, bytes]:
     """A key and a self-signed certificate, as anyone can make."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -35,7 +35,14 @@ from infra.observe_cluster import (
 )
 from infra.observe_sentinel import group_state, reply_fields
 from infra.render import function_library
-from tests.integration.attacker import Application, acknowledged_writes, command, forged_fail
+from tests.integration.attacker import (
+    Application,
+    acknowledged_writes,
+    command,
+    forged_fail,
+    hold_names,
+)
+from tests.integration.cgroup_memory import anonymous_bytes, memory_stat
 from tests.integration.conftest import DeployFactory, Deployment
 
 KINDS = ["single", "sentinel", "cluster"]
@@ -216,6 +223,47 @@ def test_forged_sentinel_hello_is_refused_and_changes_no_view(sentinel: Deployme
     assert _sentinel_views(sentinel) == before
 
 
+def test_a_sentinel_bounds_what_an_application_connection_may_cost(sentinel: Deployment) -> None:
+    """Sentinels took Redis's own client defaults (512 MB bulk, 1 GB query buffer): one
+    application connection could grow one past its small container. Now a bulk over
+    1 MiB is refused at its header, and the container holds what every connection can
+    still make a sentinel keep: a name (HELLO's SETNAME, which Redis 7.0 runs without
+    an ACL check, and which client limits do not count) and a full query buffer."""
+    app = _app(sentinel)
+    target = sentinel.info.sentinels()[0]
+    probe = app.raw(target)
+    probe.settimeout(10)
+    probe.sendall(b"*2\r\n$4\r\nPING\r\n$200000000\r\n")
+    assert b"invalid bulk length" in probe.recv(256)
+    probe.close()
+    client = app.client(target)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.execute_command("CLIENT", "SETNAME", "x")
+    client.close()
+    stat = memory_stat(str(sentinel.container(target.container).id))
+    if stat is None:
+        pytest.skip("this Docker host exposes no cgroup memory.stat to read from")
+    before = anonymous_bytes(stat)
+    held = hold_names(app, target, 56, 1024**2 - 64, per_batch=8)  # of 64 slots
+    named = anonymous_bytes(stat) - before
+    # Then on each, a query buffer filled to just under the bulk limit, never finished.
+    almost = 1024**2 - 4096
+    for sock in held:
+        with contextlib.suppress(OSError):  # evicted while sending: its memory is gone
+            sock.sendall(b"*2\r\n$4\r\nPING\r\n$%d\r\n" % almost + b"x" * (almost - 1))
+    time.sleep(1)
+    admin = node_client(sentinel.info, target, role="admin")
+    assert admin.execute_command("SENTINEL", "CKQUORUM", "mymaster").startswith(b"OK")
+    admin.close()
+    for sock in held:
+        sock.close()
+    state = sentinel.container(target.container).attrs
+    assert state["State"]["Running"] and not state["State"]["OOMKilled"]
+    assert state["RestartCount"] == 0
+    # The names were held, past what maxmemory-clients (16 MiB) lets clients count.
+    assert named > 50 * 1024**2, named
+
+
 def test_a_script_may_not_publish_hello_even_where_eval_is_allowed(deploy: DeployFactory) -> None:
     eval_allowed = deploy("single", "atkeval", access={"app_eval": True})
     client = _app(eval_allowed).client(decode_responses=True)
@@ -302,8 +350,9 @@ def test_a_client_that_never_reads_is_cut_off(target: Deployment) -> None:
     client = app.client(master)
     client.set(key, b"x" * 1024**2)
     flood = app.raw(master)
-    flood.sendall(command("CLIENT", "SETNAME", "atk-flood"))
-    assert flood.recv(16) == b"+OK\r\n"
+    flood.sendall(command("HELLO", "2", "SETNAME", "atk-flood"))  # no ACL check on HELLO
+    flood.settimeout(10)
+    assert b"modules" in flood.recv(4096)
     received = 0
 
     def attack() -> None:
@@ -342,21 +391,47 @@ def test_a_query_larger_than_any_value_is_refused_at_its_header(target: Deployme
     flood.close()
 
 
-def test_commands_that_copy_aggregate_or_watch_keys_are_refused(target: Deployment) -> None:
-    """Their memory is built inside one command past maxmemory (COPY of a full dataset
-    doubled it; SUNION of two big sets OOM-killed the node), or kept outside client
-    memory (WATCH's key names, CLIENT TRACKING's prefixes)."""
+def test_the_application_runs_only_its_allow_list(target: Deployment) -> None:
+    """The app user starts from `-@all` and gets named commands. Each refused one here
+    either builds memory inside one command past maxmemory (COPY of a full dataset
+    doubled it; SUNION of two big sets OOM-killed the node), keeps memory outside what
+    client limits count (WATCH's key names, CLIENT TRACKING's prefixes, a client name,
+    a stream's pending entries, a blocked client's keys), or reaches past the keyspace
+    it was given (SELECT, DUMP/RESTORE, KEYS)."""
     client = _app(target).client(_master_of(target, "{t}a"))
-    for attempt in [
+    # What an application does, allowed: a refusal below is the rule, not a broken login.
+    assert client.set("{t}a", "1") and client.get("{t}a") == b"1"
+    assert client.hset("{t}h", "f", "v") == 1 and client.zadd("{t}z", {"m": 1}) == 1
+    assert client.rename("{t}h", "{t}h2") and client.delete("{t}a", "{t}h2", "{t}z") == 3
+    refused = [
         ("COPY", "{t}a", "{t}b"),
         ("SUNION", "{t}a", "{t}b"),
         ("SUNIONSTORE", "{t}c", "{t}a", "{t}b"),
         ("SINTERCARD", "2", "{t}a", "{t}b"),
         ("ZUNIONSTORE", "{t}c", "2", "{t}a", "{t}b"),
         ("ZRANGESTORE", "{t}c", "{t}a", "0", "-1"),
+        ("SORT", "{t}a", "STORE", "{t}c"),
+        ("GEOSEARCHSTORE", "{t}c", "{t}a", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km"),
         ("WATCH", "{t}a"),
         ("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "x" * 1000),
-    ]:
+        ("CLIENT", "SETNAME", "x" * 1000),
+        ("XADD", "{t}s", "*", "f", "v"),
+        ("XGROUP", "CREATE", "{t}s", "g", "$", "MKSTREAM"),
+        ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "{t}s", ">"),
+        ("XAUTOCLAIM", "{t}s", "g", "c", "0", "0"),
+        ("BLPOP", "{t}l", "1"),
+        ("BZPOPMIN", "{t}z", "1"),
+        ("BLMOVE", "{t}l", "{t}m", "LEFT", "LEFT", "1"),
+        ("DUMP", "{t}a"),
+        ("RESTORE", "{t}r", "0", "x"),
+        ("SELECT", "1"),
+        ("KEYS", "*"),
+        ("OBJECT", "ENCODING", "{t}a"),
+        ("MEMORY", "USAGE", "{t}a"),
+        ("CLIENT", "LIST"),
+        ("CLIENT", "KILL", "TYPE", "normal"),
+    ]
+    for attempt in refused:
         with pytest.raises(redis.exceptions.NoPermissionError):
             client.execute_command(*attempt)
     client.close()
@@ -467,12 +542,15 @@ def test_residual_a_transaction_of_slow_commands_holds_the_node(single: Deployme
     for batch in range(100):
         client.sadd("atk:{slow}", *[f"m{batch}-{i}" for i in range(10_000)])
     slow = app.raw()
+    # The waiting client must outlast the transaction however slow this machine is.
+    waiting = app.client(socket_timeout=300)
     started = time.monotonic()
     slow.sendall(command("MULTI") + command("SMEMBERS", "atk:{slow}") * 20 + command("EXEC"))
     time.sleep(0.05)
-    assert client.ping()  # answered only when the transaction is done
+    assert waiting.ping()  # answered only when the transaction is done
     held = time.monotonic() - started
     slow.close()
+    waiting.close()
     client.delete("atk:{slow}")
     client.close()
     assert held > 1.0, held

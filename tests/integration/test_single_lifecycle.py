@@ -45,13 +45,13 @@ def test_up_again_changes_nothing_and_a_change_is_explained(deploy: DeployFactor
     with pytest.raises(DeploymentDiffersError) as caught:
         up(changed, deployment.engine, connection_file=deployment.connection_file)
     message = str(caught.value)
-    assert "memory_bytes 1058013184 -> 1150287872" in message  # auto: 1009 -> 1097 MiB
+    assert "memory_bytes 1326448640 -> 1418723328" in message  # auto: 1265 -> 1353 MiB
     assert "rendered files differ: redis.conf" in message
     assert "--keep-data" in message
     # Nothing was touched: same container, still running with the old limit.
     container = deployment.container()
     assert container.id == container_id and container.status == "running"
-    assert container.attrs["HostConfig"]["Memory"] == 1009 * 1024**2
+    assert container.attrs["HostConfig"]["Memory"] == 1265 * 1024**2
 
 
 def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:

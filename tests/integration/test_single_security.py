@@ -167,6 +167,42 @@ def test_app_user_can_do_its_job(app: redis.Redis) -> None:
     assert app.acl_whoami() == "app"
 
 
+def test_the_rate_limiters_limit_and_refuse_what_would_poison_them(app: redis.Redis) -> None:
+    """The shipped library does what the seed's limiter did, and refuses arguments that
+    would leave a bucket that never empties or a window that never closes: Lua's
+    tonumber() reads 'nan' and 'inf', and NaN passes every range check written as a
+    comparison."""
+    bucket, window = "rl:{tb-test}", "rl:{sw-test}"
+    assert [app.fcall("token_bucket", 1, bucket, 3, 0) for _ in range(4)] == [1, 1, 1, 0]
+    assert [app.fcall("sliding_window", 1, window, 2, 60_000) for _ in range(3)] == [1, 1, 0]
+    assert 0 < app.pttl(window) <= 60_000 and app.pttl(bucket) > 0
+    for capacity, refill in [
+        ("nan", "1"),
+        ("inf", "1"),
+        ("1", "nan"),
+        ("1", "inf"),
+        ("0", "1"),
+        ("1", "-1"),
+        ("1e10", "1"),
+        ("abc", "1"),
+    ]:
+        with pytest.raises(redis.ResponseError, match="token_bucket needs"):
+            app.fcall("token_bucket", 1, "rl:{poison}", capacity, refill)
+    for limit, window_ms in [
+        ("nan", "1000"),
+        ("inf", "1000"),
+        ("2", "nan"),
+        ("2", "inf"),
+        ("0", "1000"),
+        ("2", "0"),
+        ("2", "1e12"),
+    ]:
+        with pytest.raises(redis.ResponseError, match="sliding_window needs"):
+            app.fcall("sliding_window", 1, "rl:{poison}", limit, window_ms)
+    assert app.exists("rl:{poison}") == 0  # nothing was written for a refused call
+    app.delete(bucket, window)
+
+
 @pytest.mark.parametrize(
     "command", DANGEROUS_FOR_APP, ids=[" ".join(c[:2]) for c in DANGEROUS_FOR_APP]
 )
@@ -231,7 +267,7 @@ def test_hardening_is_what_docker_runs(single: Deployment) -> None:
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     assert "no-new-privileges:true" in host["SecurityOpt"]
-    assert host["Memory"] == 1009 * 1024**2 and host["MemorySwap"] == 1009 * 1024**2
+    assert host["Memory"] == 1265 * 1024**2 and host["MemorySwap"] == 1265 * 1024**2
     assert host["PidsLimit"] == 256
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     for bindings in host["PortBindings"].values():

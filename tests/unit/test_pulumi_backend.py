@@ -133,7 +133,7 @@ def test_container_inputs_match_the_plan_and_are_hardened(
     assert inputs["readOnly"] is True
     assert inputs["capabilities"] == {"drops": ["ALL"], "adds": []}
     assert inputs["securityOpts"] == ["no-new-privileges:true"]
-    assert inputs["memory"] == 1009 and inputs["memorySwap"] == 1009  # MiB, auto: the worst case
+    assert inputs["memory"] == 1265 and inputs["memorySwap"] == 1265  # MiB, auto: the worst case
     assert inputs["ulimits"] == [{"name": "nproc", "soft": 256, "hard": 256}]
     assert inputs["restart"] == "unless-stopped"
     assert inputs["ports"] == [{"internal": 6379, "external": 16379, "ip": "127.0.0.1"}]

@@ -51,14 +51,14 @@ def test_overrides_merge_over_the_kind_defaults() -> None:
 def test_auto_container_limit_holds_the_worst_case_of_each_kind() -> None:
     # dataset + a second copy for the fork + client memory + the channel names Redis 7.0
     # does not count + one PUBLISH of the largest value to every client + one buffer per
-    # replica + the process, rounded up to whole MiB
+    # replica + the connection names Redis does not count + the process, in whole MiB
     # (a Cluster's sharded channels also keep their name in a per-slot tree)
     def limit(replicas: int, beside_each_name: float) -> int:
-        mib = 256 * 2 + 32 + 32 * beside_each_name / 40 + 256 * 1 + 64 * replicas + 32
+        mib = 256 * 2 + 32 + 32 * beside_each_name / 40 + 256 * 1 + 256 * 1 + 64 * replicas + 32
         return math.ceil(mib) * 1024**2
 
     single = load_topology("single", "x").memory.container_limit_bytes
-    assert single == limit(0, 64 + 157) == 1009 * 1024**2
+    assert single == limit(0, 64 + 157) == 1265 * 1024**2
     assert load_topology("sentinel", "x").memory.container_limit_bytes == limit(2, 64 + 157)
     assert load_topology("cluster", "x").memory.container_limit_bytes == limit(1, 2 * 64 + 182)
 
