@@ -1,8 +1,17 @@
-"""`redis-infra bench`: the harness's own overhead, against redis-benchmark.
+"""`redis-infra bench`: the harness next to redis-benchmark, at the same concurrency
+and at the same fixed rate.
 
 redis-benchmark (C, TLS, an ACL user) and the Locust `bench` profile (GET and SET of
-a small value through redis-py) run against the same node at the same concurrency;
-the ratio of their throughput and latencies is what Locust and redis-py cost.
+a small value) run against the same node:
+
+- at the same concurrency (`clients`, closed loop): the throughput ratio is what the
+  generator costs, since both keep `clients` requests in flight;
+- one request at a time (`redis-benchmark -c 1`), whose latency is the floor any
+  client can reach, next to an open-loop run of ours at `rate` requests/s: its
+  service time (send to reply) against that floor says what our client adds;
+- and the official client (redis-py) paced at that same rate (infra/paced_client.py):
+  below capacity the cores idle between requests, and waking them is paid by any
+  client, so this is the floor at the rate.
 
 redis-benchmark only takes a password on its command line, where every user of the
 host can read it (`ps`). So it runs as a temporary ACL user with no password at
@@ -31,6 +40,7 @@ from infra.connection import ConnectionInfo, NodeAddress
 from infra.errors import DeploymentError, EngineError
 from infra.load import LoadPlan, run_load
 from infra.observe_sentinel import group_state
+from infra.paced_client import paced_official_client
 
 BENCH_USER_PREFIX = "bench-"
 
@@ -38,8 +48,11 @@ BENCH_USER_PREFIX = "bench-"
 @dataclass(frozen=True)
 class BenchResult:
     redis_benchmark: dict[str, dict[str, float]]  # test -> rps, p50_ms, p99_ms
-    locust: dict[str, Any]
-    ratios: dict[str, float]
+    locust: dict[str, Any]  # the capacity run's summary
+    ratios: dict[str, float]  # ours / redis-benchmark
+    floor: dict[str, dict[str, float]]  # redis-benchmark -c 1
+    slo_run: dict[str, Any]  # our open-loop run at a fixed rate
+    official_at_rate: dict[str, dict[str, float]]  # redis-py paced at the same rate
 
 
 def _target(info: ConnectionInfo) -> NodeAddress:
@@ -131,32 +144,79 @@ def run_redis_benchmark(
 
 
 def bench(
-    info: ConnectionInfo, connection_file: Path, clients: int, duration_s: int, out_dir: Path
+    info: ConnectionInfo,
+    connection_file: Path,
+    clients: int,
+    duration_s: int,
+    out_dir: Path,
+    rate: float = 3000.0,
 ) -> BenchResult:
     """`info` must hold the break-glass credentials; Locust's workers read `connection_file`."""
-    locust = run_load(
+    capacity = run_load(
         LoadPlan(
             connection_file,
             profile="bench",
             users=clients,
             duration_s=duration_s,
             processes=1,
-            out_dir=out_dir,
+            out_dir=out_dir / "capacity",
         )
     )
-    types = locust.summary["request_types"]
+    types = capacity.summary["request_types"]
     requests = int(sum(t["count"] for t in types.values()) / 2) or 10_000
     native = run_redis_benchmark(info, clients, requests)
+    fixed = run_load(
+        LoadPlan(
+            connection_file,
+            profile="bench",
+            users=min(clients, 20),
+            duration_s=duration_s,
+            processes=1,
+            out_dir=out_dir / "fixed-rate",
+            rate=rate,
+        )
+    )
+    floor = run_redis_benchmark(info, 1, max(2000, int(rate * 2)))
+    official = paced_official_client(info, _target(info), rate, min(duration_s, 10))
+    return BenchResult(
+        native,
+        capacity.summary,
+        _ratios(types, native, fixed.summary, floor, official),
+        floor,
+        fixed.summary,
+        official,
+    )
+
+
+def _ratios(
+    ours: dict[str, Any],
+    native: dict[str, dict[str, float]],
+    fixed: dict[str, Any],
+    floor: dict[str, dict[str, float]],
+    official: dict[str, dict[str, float]],
+) -> dict[str, float]:
     ratios: dict[str, float] = {}
+    # redis-benchmark runs all its SETs, then all its GETs; ours mixes them one to one,
+    # so its equivalent is the harmonic mean (the time for one of each).
+    if all(c in native for c in ("get", "set")) and all(
+        f"bench.{c}" in ours for c in ("get", "set")
+    ):
+        mixed = 2 / (1 / native["get"]["rps"] + 1 / native["set"]["rps"])
+        total = ours["bench.get"]["rps"] + ours["bench.set"]["rps"]
+        ratios["throughput"] = round(total / mixed, 3)
     for command in ("get", "set"):
-        ours, theirs = types.get(f"bench.{command}"), native.get(command)
-        if not ours or not theirs:
+        open_loop = fixed["request_types"].get(f"bench.{command}")
+        if not open_loop:
             continue
-        ratios[f"{command}_throughput"] = round(ours["rps"] / theirs["rps"], 3)
-        ratios[f"{command}_p50"] = (
-            round(ours["p50_us"] / 1000 / theirs["p50_ms"], 3) if theirs["p50_ms"] else 0.0
-        )
-        ratios[f"{command}_p99"] = (
-            round(ours["p99_us"] / 1000 / theirs["p99_ms"], 3) if theirs["p99_ms"] else 0.0
-        )
-    return BenchResult(native, locust.summary, ratios)
+        service_us = open_loop["service"]["p50_us"]
+        alone = floor.get(command)
+        if alone and alone["p50_ms"]:
+            ratios[f"{command}_service_p50_vs_floor"] = round(
+                service_us / 1000 / alone["p50_ms"], 3
+            )
+        paced = official.get(command)
+        if paced and paced["p50_us"]:
+            ratios[f"{command}_service_p50_vs_official_at_rate"] = round(
+                service_us / paced["p50_us"], 3
+            )
+    return ratios

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -306,9 +308,21 @@ def cmd_load(args: argparse.Namespace) -> int:
     from infra.deploy import connection_file_for
     from infra.docker_engine import docker_client
     from infra.load import LoadPlan, run_load
+    from infra.load_report import describe_load
+    from loadtests.slo import SloFileError, load_slo
 
     engine = docker_client()
     connection = args.connection or connection_file_for(args.name, engine)
+    from infra.assets import shipped_slo_file
+
+    if args.slo is not None:
+        args.slo = shipped_slo_file(args.slo)
+    rate = args.rate
+    if rate is None and args.slo is not None and args.slo.is_file():
+        try:
+            rate = load_slo(args.slo).rate  # an SLO file states the rate it holds at
+        except SloFileError as exc:
+            raise ConfigError.single(str(args.slo), "<file>", str(exc), "fix the SLO file") from exc
     plan = LoadPlan(
         connection_file=connection,
         profile=args.profile,
@@ -319,38 +333,22 @@ def cmd_load(args: argparse.Namespace) -> int:
         out_dir=args.out or Path("reports") / "load" / args.name,
         drill=args.drill,
         drill_after_s=args.drill_after,
-        wait_ms=args.wait_ms,
+        rate=rate,
         operator_file=args.operator,
     )
     result = run_load(plan, engine)
-    total = result.summary["total"]
-    print(
-        f"{plan.profile} load on '{args.name}': {total['requests_per_s']:.0f} requests/s "
-        f"({total['requests_per_s_per_worker']:.0f} per worker process "
-        f"x {result.summary['workers']}), "
-        f"{total['errors']} errors; p50 {total['p50_us']} us, p99 {total['p99_us']} us"
-    )
-    for name, figures in result.summary["request_types"].items():
-        print(
-            f"  {name:<22} {figures['count']:>9} req {figures['rps']:>9.0f}/s  "
-            f"p50 {figures['p50_us']} us  p99 {figures['p99_us']} us  "
-            f"p99.9 {figures['p999_us']} us  errors {figures['errors']}"
-        )
-    print(f"  exact summary: {result.summary_file}; Locust report: {result.html_report}")
-    if result.fault_window is not None and result.drill is not None:
-        window = result.fault_window
-        print(
-            f"  {result.drill['scenario']}: baseline {window['baseline_requests_per_s']} req/s, "
-            f"p99 {window['baseline_p99_us']} us; after the fault: worst p99 "
-            f"{window['worst_p99_us_after_fault']} us, {window['errors_after_fault']} errors, "
-            f"{window['seconds_below_half_throughput']} s below half throughput; "
-            f"plot: {result.plot}"
-        )
-    if args.json:
+    if args.json:  # first: a reader that stops early (`| head`) must not lose it
         write_json(
             args.json,
-            {"summary": result.summary, "drill": result.drill, "fault_window": result.fault_window},
+            {
+                "summary": result.summary,
+                "drill": result.drill,
+                "fault_window": result.fault_window,
+                "notes": result.notes,
+            },
         )
+    for line in describe_load(args.name, plan, result):
+        print(line)
     return result.exit_code
 
 
@@ -363,18 +361,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     info = _connection(args, breakglass=True)
     connection = args.connection or connection_file_for(args.name, docker_client())
     out = args.out or Path("reports") / "bench" / args.name
-    result = bench(info, connection, args.clients, args.duration, out)
+    result = bench(info, connection, args.clients, args.duration, out, rate=args.rate)
+    capacity = result.locust["request_types"]
+    fixed = result.slo_run["request_types"]
     for command, native in result.redis_benchmark.items():
-        ours = result.locust["request_types"].get(f"bench.{command}")
+        ours = capacity.get(f"bench.{command}")
         if ours:
             print(
-                f"{command.upper()}: redis-benchmark {native['rps']:.0f}/s "
-                f"p50 {native['p50_ms']} ms "
-                f"p99 {native['p99_ms']} ms | locust+redis-py {ours['rps']:.0f}/s "
-                f"p50 {ours['p50_us'] / 1000:.3f} ms p99 {ours['p99_us'] / 1000:.3f} ms"
+                f"{command.upper()} at {args.clients} in flight: redis-benchmark "
+                f"{native['rps']:.0f}/s (its {command.upper()}s alone), ours {ours['rps']:.0f}/s "
+                "(half of a GET/SET mix)"
+            )
+    cpu = max((w["max"] for w in result.slo_run.get("generator_cpu", {}).values()), default=0)
+    for command, alone in result.floor.items():
+        ours = fixed.get(f"bench.{command}")
+        paced = result.official_at_rate.get(command)
+        if ours:
+            print(
+                f"{command.upper()} at {args.rate:.0f}/s: ours service p50 "
+                f"{ours['service']['p50_us']} us, from the intended start p50 "
+                f"{ours['response']['p50_us']} us (generator CPU max {cpu:.0%}); "
+                f"redis-benchmark -c 1 p50 {alone['p50_ms'] * 1000:.0f} us"
+                + (f"; redis-py paced at the rate p50 {paced['p50_us']:.0f} us" if paced else "")
             )
     print(
-        "ratios (ours / redis-benchmark): "
+        "ratios (ours / anchor): "
         + ", ".join(f"{key} {value}" for key, value in result.ratios.items())
     )
     if args.json:
@@ -523,16 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="mixed",
         help="mixed, session, cache, ratelimit, leaderboard, counters, pubsub, bench",
     )
-    p.add_argument("--users", type=int, default=50, help="concurrent users (all processes)")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=50,
+        help="capacity: concurrent virtual users; with --rate: connections (all processes)",
+    )
     p.add_argument("--duration", type=int, default=30, help="seconds; the run stops by itself")
     p.add_argument("--processes", type=int, default=1, help="worker processes (one per core)")
     p.add_argument(
-        "--wait-ms",
+        "--rate",
         type=float,
-        default=0.0,
-        help="think time per user between tasks; 0 measures capacity",
+        help="requests/s (all processes), open loop: an SLO run (default: the SLO file's "
+        "rate; none: a capacity run)",
     )
-    p.add_argument("--slo", type=Path, help="SLO file; a missed target exits 1")
+    p.add_argument(
+        "--slo",
+        type=Path,
+        help="SLO file, or the name of a shipped one (slo.yaml, slo-ci.yaml); a missed "
+        "target exits 1, a run the generator could not keep exits 4",
+    )
     p.add_argument("--drill", help="a drill scenario to run during the load (Sentinel, Cluster)")
     p.add_argument("--drill-after", type=float, default=10.0, help="seconds into the load")
     p.add_argument("--out", type=Path, help="directory for the reports (default reports/load/NAME)")
@@ -543,7 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", "-n", required=True)
     _add_connection_options(p)
     p.add_argument("--clients", type=int, default=50, help="concurrency of both tools")
-    p.add_argument("--duration", type=int, default=15, help="seconds of Locust load")
+    p.add_argument("--duration", type=int, default=15, help="seconds of each Locust run")
+    p.add_argument(
+        "--rate", type=float, default=3000.0, help="requests/s of the fixed-rate comparison"
+    )
     p.add_argument("--out", type=Path)
     p.add_argument("--json", type=Path)
     p.set_defaults(handler=cmd_bench)
@@ -590,6 +614,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`| head`): the work is done, nothing left to say. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # as a program killed by the signal: what shells expect
     return code
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from infra.assets import JOBS_DIR
 from infra.secrets import password_ref
 
 STAGE_DIR = "/stage"
@@ -20,82 +21,7 @@ ADMIN_PASSWORD_FILE = f"{STAGE_DIR}/admin-password"
 FUNCTIONS_FILE = f"{STAGE_DIR}/functions.lua"
 WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
 
-_FUNCTIONS = r"""
-cli() { redis-cli $TLS --user "$ADMIN_USER" --no-auth-warning "$@"; }
-wait_until() {  # WHAT COMMAND...: until COMMAND succeeds; after two minutes fail naming WHAT
-  what="$1"; shift
-  i=0
-  until "$@"; do
-    i=$((i + 1))
-    [ "$i" -lt WAIT_ROUNDS ] || { echo "gave up waiting for $what" >&2; return 1; }
-    sleep 0.2
-  done
-}
-field() {  # ADDRESS FIELD: one field of CLUSTER INFO
-  cli -h "$1" -p "$PORT" cluster info | tr -d '\r' | grep "^$2:" | cut -d: -f2
-}
-has_field() {  # ADDRESS FIELD VALUE
-  [ "$(field "$1" "$2")" = "$3" ]
-}
-enabled() {  # ADDRESS: INFO cluster says cluster_enabled:1 (CLUSTER INFO has no such field)
-  cli -h "$1" -p "$PORT" info cluster 2>/dev/null | tr -d '\r' | grep -qx 'cluster_enabled:1'
-}
-wait_enabled() {  # ADDRESS NAME
-  wait_until "$2 ($1) to report cluster_enabled:1" enabled "$1"
-}
-alone() {  # ADDRESS: the node has not met any other node yet
-  has_field "$1" cluster_known_nodes 1
-}
-node_id() {  # ADDRESS
-  cli -h "$1" -p "$PORT" cluster myid | tr -d '\r'
-}
-knows() {  # ADDRESS NODE_ID: the node has heard of NODE_ID (gossip spread a MEET)
-  cli -h "$1" -p "$PORT" cluster nodes | grep -q "^$2 "
-}
-agree() {  # ADDRESS: every node agrees on the slot map, every slot served
-  cli --cluster check "$1:$PORT" >/dev/null 2>&1
-}
-wait_agreement() {  # ADDRESS
-  wait_until "the nodes to agree on the slot map" agree "$1" || {
-    cli --cluster check "$1:$PORT" >&2; exit 1
-  }
-}
-meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
-  if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
-}
-wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread the MEETs)
-  wait_until "$1 to know $2 nodes" has_field "$1" cluster_known_nodes "$2"
-}
-wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
-  wait_until "$1 to report cluster_state:ok" has_field "$1" cluster_state ok
-}
-close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
-  if ! agree "$1"; then cli --cluster fix "$1:$PORT" --cluster-yes; fi
-}
-is_master() {  # ADDRESS
-  cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:master'
-}
-load_functions() {  # ADDRESS...: the library on every master (replicas receive it)
-  loaded=0
-  for address in "$@"; do
-    wait_until "$address to answer" cli -h "$address" -p "$PORT" ping >/dev/null
-    if is_master "$address"; then
-      cli -h "$address" -p "$PORT" -x function load replace < "$FUNCTIONS" >/dev/null
-      loaded=$((loaded + 1))
-    fi
-  done
-  [ "$loaded" -gt 0 ] || { echo "no master to load the function library on" >&2; return 1; }
-  echo "function library loaded on $loaded master(s)"
-}
-replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
-  if ! cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:slave'; then
-    master_id="$(node_id "$2")"
-    # CLUSTER REPLICATE needs the master known: as soon as gossip brought it, not later.
-    wait_until "$1 to learn of its master $2" knows "$1" "$master_id"
-    cli -h "$1" -p "$PORT" cluster replicate "$master_id" >/dev/null
-  fi
-}
-""".replace("WAIT_ROUNDS", str(WAIT_ROUNDS))
+_FUNCTIONS = (JOBS_DIR / "cluster-job.sh").read_text(encoding="utf-8")
 
 
 def _join_replicas(shards: list[Shard]) -> list[str]:
@@ -114,6 +40,12 @@ class Shard:
     replicas: tuple[tuple[str, str], ...]
 
 
+def _quoted(value: str) -> str:
+    """A shell string, quoted even where shlex would leave it bare (`admin` would read
+    as a command name to the linter, and to the next reader)."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str]:
     return [
         "set -eu",
@@ -123,8 +55,9 @@ def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str
         f"rm -f {ADMIN_PASSWORD_FILE}",
         "export REDISCLI_AUTH",
         f"TLS={shlex.quote(' '.join(tls_args))}",
-        f"ADMIN_USER={shlex.quote(admin_user)}",
+        f"ADMIN_USER={_quoted(admin_user)}",
         f"PORT={port}",
+        f"WAIT_ROUNDS={WAIT_ROUNDS}",
         f"FUNCTIONS={FUNCTIONS_FILE}",
         _FUNCTIONS.strip(),
     ]

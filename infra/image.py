@@ -23,9 +23,10 @@ import docker
 import docker.errors
 import yaml
 
+from infra.assets import IMAGE_MANIFEST
 from infra.errors import EngineError
 
-MANIFEST = Path(__file__).resolve().parent.parent / "redis" / "image" / "rootfs.yaml"
+MANIFEST = IMAGE_MANIFEST
 DEFAULT_IMAGE = "redis-infra/redis:7.0.15"
 LOCAL_NAMESPACE = "redis-infra/"  # images only ever built here, never pulled
 REDIS_UID = 999

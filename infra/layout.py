@@ -32,6 +32,16 @@ class Node:
         return self.role is not Role.SENTINEL
 
 
+FIRST_NODE_HOST = 10  # .1 is the gateway; .2-.9 stay free
+DEFAULT_SUBNET_PREFIX = 24  # what the local backend picks when network.subnet is unset
+
+
+def fixed_address_capacity(prefixlen: int) -> int:
+    """How many nodes get a fixed address in a subnet of this size: its lower half (the
+    upper half is Docker's, for jobs), from FIRST_NODE_HOST, short of the broadcast."""
+    return int(2 ** (32 - prefixlen)) // 2 - FIRST_NODE_HOST - 1
+
+
 def nodes(topology: Topology) -> list[Node]:
     """Every node of `topology`, data nodes first, in a stable order."""
     name = topology.name

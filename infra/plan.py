@@ -23,6 +23,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from infra.assets import JOBS_DIR
 from infra.certs import CertificateSet
 from infra.cluster_jobs import (
     ADMIN_PASSWORD,
@@ -33,7 +34,7 @@ from infra.cluster_jobs import (
     create_script,
     functions_script,
 )
-from infra.layout import Node, Role, nodes
+from infra.layout import FIRST_NODE_HOST, Node, Role, fixed_address_capacity, nodes
 from infra.memory_budget import SENTINEL_CONTAINER_BYTES
 from infra.model import Kind, Topology
 from infra.render import (
@@ -56,7 +57,6 @@ LABEL_SUMMARY = "redis-infra.summary"  # JSON of ContainerSpec.summary(), to exp
 LABEL_CONFIG = "redis-infra.config-hash"  # hash of the node's rendered files, secrets excluded
 LABEL_VOLUME = "redis-infra.volume"  # "data" or "config"
 
-FIRST_NODE_HOST = 10  # .1 is the gateway; .2-.9 stay free
 JOB_VOLUME_ROOT = "/volumes"
 FUNCTION_NAMES = ("token_bucket", "sliding_window")  # redis/functions/ratelimit.lua
 
@@ -89,9 +89,9 @@ class Addressing:
     @classmethod
     def for_nodes(cls, subnet: str, names: list[str]) -> Addressing:
         network = ipaddress.IPv4Network(subnet)
-        lower, upper = network.subnets(prefixlen_diff=1)
+        _lower, upper = network.subnets(prefixlen_diff=1)
         first = FIRST_NODE_HOST
-        if first + len(names) >= lower.num_addresses:
+        if len(names) > fixed_address_capacity(network.prefixlen):
             raise ValueError(f"subnet {subnet} is too small for {len(names)} nodes")
         return cls(
             subnet=str(network),
@@ -483,43 +483,8 @@ def _with_spec_label(spec: ContainerSpec) -> ContainerSpec:
     return dataclasses.replace(spec, labels=labels)
 
 
-# Shell functions of the config job (POSIX sh; busybox in the local image, any shell
-# in official ones). Files are staged under /stage and installed into volumes.
-CONFIG_JOB_FUNCTIONS = r"""
-install_file() {  # SOURCE TARGET MODE: replace TARGET
-  cp "$1" "$2.new" && chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
-}
-install_keeping_role() {  # SOURCE TARGET MODE: new settings, the role Redis recorded
-  if [ -e "$2" ]; then
-    grep -v -E '^(replicaof|slaveof) ' "$1" > "$2.new" || true
-    grep -E '^(replicaof|slaveof) ' "$2" >> "$2.new" || true
-  else
-    cp "$1" "$2.new"
-  fi
-  chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
-}
-install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel's state
-  # Only state about this deployment's own nodes is kept: a master, replica or peer
-  # at any other address can only come from a forged hello, and must not survive.
-  if [ -e "$2" ]; then
-    master=$(grep -E "^sentinel monitor [^ ]+ ($DATA_NODES) " "$2" | head -n 1 | cut -d ' ' -f 4,5)
-    if [ -n "$master" ]; then
-      sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$1" > "$2.new"
-    else
-      cp "$1" "$2.new"
-    fi
-    grep -E '^sentinel (myid|config-epoch|leader-epoch|current-epoch) ' "$2" >> "$2.new" || true
-    grep -E "^sentinel known-replica [^ ]+ ($DATA_NODES) " "$2" >> "$2.new" || true
-    grep -E "^sentinel known-sentinel [^ ]+ ($SENTINELS) " "$2" >> "$2.new" || true
-  else
-    cp "$1" "$2.new"
-  fi
-  chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
-}
-own_directory() {  # DIRECTORY MODE
-  mkdir -p "$1" && chown "$OWNER" "$1" && chmod "$2" "$1"
-}
-"""
+# Shell functions of the config job; files are staged under /stage, installed into volumes.
+CONFIG_JOB_FUNCTIONS = (JOBS_DIR / "config-job.sh").read_text(encoding="utf-8")
 _INSTALLERS = {
     Install.REPLACE: "install_file",
     Install.KEEP_ROLE: "install_keeping_role",

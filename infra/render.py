@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
+from infra.assets import FUNCTIONS_LIBRARY, TEMPLATES_DIR
 from infra.certs import CertificateSet
 from infra.layout import Node, Role, master_node, nodes
 from infra.memory_budget import SENTINEL_CLIENTS
@@ -21,8 +21,6 @@ from infra.model import Access, Kind, Topology
 from infra.secrets import password_ref, referenced, tls_key_ref
 from infra.sizes import format_size
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "redis" / "templates"
-FUNCTIONS_LIBRARY = Path(__file__).resolve().parent.parent / "redis" / "functions" / "ratelimit.lua"
 CONF_DIR = "/etc/redis-infra"  # the node's config volume, mounted read-only
 DATA_DIR = "/data"  # the node's data volume
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
+from infra.assets import TOPOLOGIES_DIR
 from infra.certs import check_brought_files
 from infra.errors import ConfigError, Problem
-from infra.layout import Node, nodes
+from infra.layout import DEFAULT_SUBNET_PREFIX, Node, fixed_address_capacity, nodes
 from infra.memory_budget import data_node_budget
 from infra.model import (
     APPENDFSYNC_MODES,
@@ -43,8 +44,6 @@ from infra.model import (
     Workload,
 )
 from infra.sizes import format_human, format_size, parse_size
-
-TOPOLOGIES_DIR = Path(__file__).resolve().parent.parent / "topologies"
 
 # Deployment names become container names, hostnames and certificate SANs: one DNS
 # label, short enough that "<name>-sentinel-12" still fits in 63 characters.
@@ -450,6 +449,31 @@ class _Reader:
         )
         self.cross_checks(topology)
         return topology
+
+    def addresses_fit(self, topology: Topology) -> None:
+        """Sentinel and Cluster nodes get fixed addresses in the deployment's subnet."""
+        if topology.kind is Kind.SINGLE:
+            return
+        prefix = (
+            ipaddress.ip_network(topology.subnet).prefixlen
+            if topology.subnet
+            else DEFAULT_SUBNET_PREFIX
+        )
+        capacity, count = fixed_address_capacity(prefix), len(nodes(topology))
+        if count <= capacity:
+            return
+        if topology.cluster is not None:
+            per_shard = topology.cluster.replicas_per_master + 1
+            field = "cluster.masters"
+            fix = f"use at most {capacity // per_shard} masters with this many replicas"
+        else:
+            field, fix = "sentinel.replicas", "use fewer replicas and sentinels"
+        self.problem(
+            field,
+            f"{count} nodes need {count} fixed addresses; a /{prefix} subnet holds {capacity} "
+            "(its lower half; Docker places jobs in the upper half)",
+            f"{fix}, or set network.subnet to a larger one (e.g. a /23)",
+        )
 
     def subnet(self, data: Mapping[str, Any]) -> str | None:
         value = data.get("subnet")
@@ -944,6 +968,7 @@ class _Reader:
                 "keep it false for a cluster: clients then authenticate with their ACL password "
                 "over TLS that verifies the server, and only nodes hold certificates",
             )
+        self.addresses_fit(topology)
         busy = topology.clients.busy_reply_ms
         timeouts = {}
         if topology.sentinel is not None:

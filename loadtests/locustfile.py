@@ -1,19 +1,22 @@
 """Locust entry point: `locust -f loadtests/locustfile.py --headless ...`.
 
 Environment:
-    REDIS_INFRA_CONNECTION  connection file written by `redis-infra up` (required)
-    REDIS_INFRA_PROFILE     mixed (default) | session | cache | ratelimit | leaderboard |
-                            counters | pubsub | bench
-    REDIS_INFRA_SUMMARY     exact summary JSON to write (default reports/load/summary.json)
-    REDIS_INFRA_TIMELINE    per-second timeline JSON (default next to the summary)
-    REDIS_INFRA_SLO         SLO file; a missed target makes the run exit 1
+    REDIS_INFRA_CONNECTION     connection file written by `redis-infra up` (required)
+    REDIS_INFRA_PROFILE        mixed (default) | session | cache | ratelimit | leaderboard |
+                               counters | pubsub | bench
+    REDIS_INFRA_RATE_PER_PROCESS  requests/s per worker process: an open-loop (SLO) run,
+                               one Locust user per process; unset: a closed loop (capacity)
+    REDIS_INFRA_RATE           the whole run's rate, for the verdict (default: per process x 1)
+    REDIS_INFRA_CONNECTIONS_PER_PROCESS  connections (virtual users) of an open-loop process
+    REDIS_INFRA_SUMMARY        exact summary JSON to write (default reports/load/summary.json)
+    REDIS_INFRA_TIMELINE       per-second timeline JSON (default next to the summary)
+    REDIS_INFRA_SLO            SLO file: a missed target exits 1, an inconclusive run 4
 """
 
-# Locust first: it patches the standard library for gevent before redis-py loads.
+# Locust first: it patches the standard library for gevent before anything loads.
 import locust  # noqa: F401, I001
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,88 +25,75 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from infra.reports import write_json
-from loadtests import scenarios
-from loadtests.redis_user import RedisUser, recorder
-from loadtests.slo import SloFileError, check, load_slo
-
-PROFILES: dict[str, list[type[RedisUser]]] = {
-    "session": [scenarios.SessionUser],
-    "cache": [scenarios.CacheUser],
-    "ratelimit": [scenarios.RateLimitUser],
-    "leaderboard": [scenarios.LeaderboardUser],
-    "counters": [scenarios.CounterUser],
-    "pubsub": [scenarios.PubSubUser],
-    "bench": [scenarios.BenchUser],
-}
-PROFILES["mixed"] = [users[0] for name, users in PROFILES.items() if name != "bench"]
+from loadtests import users
+from loadtests.recording import Recorder
+from loadtests.scenarios import PROFILES
+from loadtests.slo import Slo, SloFileError, judge, load_slo
 
 _profile = os.environ.get("REDIS_INFRA_PROFILE", "mixed")
 if _profile not in PROFILES:
     raise SystemExit(f"REDIS_INFRA_PROFILE={_profile!r} is not one of {', '.join(PROFILES)}")
-# Locust runs the User classes it finds here: exactly the profile's.
-globals().update({user.__name__: user for user in PROFILES[_profile]})
+_rate_per_process = float(os.environ.get("REDIS_INFRA_RATE_PER_PROCESS", "0") or 0)
+# Locust runs the User classes it finds here: the open-loop dispatcher, or the profile's
+# closed-loop users.
+if _rate_per_process > 0:
+    OpenLoopUser = users.OpenLoopUser
+else:
+    globals().update({user.__name__: user for user in users.closed_loop_users(_profile)})
 
-_run: dict[str, float] = {}
-_workers: set[str] = set()  # worker processes that reported (the master's count drops at quit)
+_collected = Recorder()  # the master's (or a local run's) merge of every worker's timings
 
 
 def _ship(client_id: str, data: dict[str, Any]) -> None:
-    data["redis_infra"] = recorder().take()
+    data["redis_infra"] = users.recorder().take(f"worker-{os.getpid()}")
 
 
 def _collect(client_id: str, data: dict[str, Any]) -> None:
-    _workers.add(client_id)
-    recorder().merge(data.get("redis_infra") or {})
+    _collected.merge(data.get("redis_infra") or {})
 
 
 def _started(environment: Environment, **_: Any) -> None:
-    _run["start"] = time.time()
-
-
-def _stopped(environment: Environment, **_: Any) -> None:
-    _run["stop"] = time.time()
+    users.connection_info()  # fail early, with its message, if the file is unusable
 
 
 def _summarize(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
-    workers = len(_workers) if isinstance(environment.runner, MasterRunner) else 1
-    seconds = _run.get("stop", time.time()) - _run.get("start", time.time())
-    summary = recorder().summary(seconds, workers)
+    if not isinstance(environment.runner, MasterRunner):
+        _collected.merge(users.recorder().take("local"))
+    workers = len(_collected.cpu_by_worker) or 1
+    summary = _collected.summary(_collected.measured_seconds(), workers)
     summary["profile"] = _profile
-    # Locust's own count of the same requests (pub/sub deliveries are ours alone), as
-    # a cross-check that the exact histograms saw every request.
+    summary["mode"] = "slo" if _rate_per_process > 0 else "capacity"
     summary["locust_requests"] = environment.stats.total.num_requests
+    rate = float(os.environ.get("REDIS_INFRA_RATE", "0") or 0) or None
+    if rate is None and _rate_per_process > 0:
+        rate = _rate_per_process * workers
+    summary["target_rate"] = rate
     summary_path = Path(os.environ.get("REDIS_INFRA_SUMMARY", "reports/load/summary.json"))
     timeline_path = Path(
         os.environ.get("REDIS_INFRA_TIMELINE", str(summary_path.with_name("timeline.json")))
     )
-    write_json(timeline_path, recorder().timeline())
+    write_json(timeline_path, _collected.timeline())
+    slo: Slo | None = None
     slo_file = os.environ.get("REDIS_INFRA_SLO")
     if slo_file:
         try:
-            misses = check(load_slo(Path(slo_file)), summary)
+            slo = load_slo(Path(slo_file))
         except SloFileError as exc:
             print(f"SLO: {exc}")
             environment.process_exit_code = 2
             write_json(summary_path, summary)
             return
-        summary["slo"] = {
-            "file": slo_file,
-            "passed": not misses,
-            "missed": [str(m) for m in misses],
-        }
-        for miss in misses:
-            print(f"SLO missed: {miss}")
-        if misses:
-            environment.process_exit_code = 1
-        else:
-            print(f"SLO: every target in {slo_file} met")
+    verdict = judge(summary, slo, rate)
+    summary["verdict"] = verdict.to_json()
+    for reason in verdict.reasons:
+        print(f"{verdict.status}: {reason}")
+    environment.process_exit_code = verdict.code
     write_json(summary_path, summary)
 
 
 events.report_to_master.add_listener(_ship)
 events.worker_report.add_listener(_collect)
 events.test_start.add_listener(_started)
-events.test_stop.add_listener(_stopped)
 events.quitting.add_listener(_summarize)

@@ -1,19 +1,27 @@
-"""Service-level objectives for load runs, checked against the exact summary.
+"""Service-level objectives, and the verdict of a run: passed, missed or inconclusive.
 
+rate: 3000             # requests/s (all worker processes) the targets are judged at
 default:               # applies to every request type
   p99_ms: 5
   max_error_ratio: 0.001
-session:               # a scenario (user class) ...
+session:               # a scenario ...
   p50_ms: 1
 session.read:          # ... or a single request type; the most specific wins
   p999_ms: 20
 total:                 # the whole run
   min_rps: 10000
+
+Latency targets are judged on the response time from each request's intended start
+(what an application sees), and only in an open-loop run at the file's rate: a
+closed loop's percentiles include the generator's queueing. Before the targets,
+a validity gate: a run whose generator fell behind (achieved rate below 99% of the
+target, start lag p99 above max(2 ms, 10% of the tightest latency target), or a
+worker process above 65% of a core) is inconclusive, never a pass or a fail.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +29,28 @@ import yaml
 
 TARGETS = {"p50_ms": "p50_us", "p95_ms": "p95_us", "p99_ms": "p99_us", "p999_ms": "p999_us"}
 KNOWN = {*TARGETS, "max_error_ratio", "min_rps"}
+MIN_ACHIEVED = 0.99
+MAX_LAG_FLOOR_MS = 2.0
+MAX_LAG_SHARE = 0.10
+MAX_WORKER_CPU = 0.65
+
+EXIT_PASSED = 0
+EXIT_MISSED = 1
+EXIT_INCONCLUSIVE = 4
 
 
 class SloFileError(ValueError):
     """The SLO file cannot be used; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Slo:
+    sections: dict[str, dict[str, float]]
+    rate: float | None  # requests/s the targets hold at; None: judged at any rate
+
+    def tightest_ms(self) -> float | None:
+        limits = [v for s in self.sections.values() for k, v in s.items() if k in TARGETS]
+        return min(limits) if limits else None
 
 
 @dataclass(frozen=True)
@@ -50,7 +76,7 @@ class Miss:
         )
 
 
-def load_slo(path: Path) -> dict[str, dict[str, float]]:
+def load_slo(path: Path) -> Slo:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -59,6 +85,11 @@ def load_slo(path: Path) -> dict[str, dict[str, float]]:
         raise SloFileError(
             f"{path}: must map sections (default, a scenario, a request type, total) to targets"
         )
+    rate = data.pop("rate", None)
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+    ):
+        raise SloFileError(f"{path}: rate: {rate!r} is not a positive number of requests/s")
     sections: dict[str, dict[str, float]] = {}
     for section, targets in data.items():
         if not isinstance(targets, dict):
@@ -73,36 +104,36 @@ def load_slo(path: Path) -> dict[str, dict[str, float]]:
                     f"{path}: {section}.{key}: {value!r} is not a non-negative number"
                 )
         sections[str(section)] = {str(k): float(v) for k, v in targets.items()}
-    return sections
+    return Slo(sections, float(rate) if rate is not None else None)
 
 
-def _effective(
-    sections: dict[str, dict[str, float]], request_type: str, scenario: str | None
-) -> dict[str, float]:
-    targets = dict(sections.get("default", {}))
+def _effective(slo: Slo, request_type: str, scenario: str | None) -> dict[str, float]:
+    targets = dict(slo.sections.get("default", {}))
     if scenario:
-        targets.update(sections.get(scenario, {}))
-    targets.update(sections.get(request_type, {}))
+        targets.update(slo.sections.get(scenario, {}))
+    targets.update(slo.sections.get(request_type, {}))
     return targets
 
 
-def check(sections: dict[str, dict[str, float]], summary: dict[str, Any]) -> list[Miss]:
-    """Every target the summary misses (empty: the run passes)."""
+def check(slo: Slo, summary: dict[str, Any], *, latency: bool = True) -> list[Miss]:
+    """Every target the summary misses (empty: the run passes). Without `latency` (a
+    closed loop), only throughput and error targets are judged."""
     misses: list[Miss] = []
     for name, figures in summary["request_types"].items():
-        targets = _effective(sections, name, figures.get("scenario"))
-        misses += _check_figures(name, figures, targets)
-    total = summary["total"]
-    misses += _check_figures("total", total, sections.get("total", {}))
+        targets = _effective(slo, name, figures.get("scenario"))
+        misses += _check_figures(name, figures, targets, latency)
+    misses += _check_figures("total", summary["total"], slo.sections.get("total", {}), latency)
     return misses
 
 
-def _check_figures(subject: str, figures: dict[str, Any], targets: dict[str, float]) -> list[Miss]:
+def _check_figures(
+    subject: str, figures: dict[str, Any], targets: dict[str, float], latency: bool
+) -> list[Miss]:
     misses: list[Miss] = []
     for target, limit in targets.items():
         if target in TARGETS:
-            measured_us = figures.get(TARGETS[target])
-            if measured_us is not None and measured_us / 1000 > limit:
+            measured_us = (figures.get("response") or {}).get(TARGETS[target])
+            if latency and measured_us is not None and measured_us / 1000 > limit:
                 misses.append(Miss(subject, target, limit, measured_us / 1000))
         elif target == "max_error_ratio":
             count = figures.get("count") or 0
@@ -114,3 +145,62 @@ def _check_figures(subject: str, figures: dict[str, Any], targets: dict[str, flo
             if measured < limit:
                 misses.append(Miss(subject, target, limit, measured))
     return misses
+
+
+@dataclass
+class Verdict:
+    code: int
+    status: str  # "passed", "missed", "inconclusive", "capacity"
+    reasons: list[str] = field(default_factory=list)  # why inconclusive, or what was missed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "exit_code": self.code, "reasons": self.reasons}
+
+
+def validity_problems(summary: dict[str, Any], target_rate: float, slo: Slo | None) -> list[str]:
+    """Why this run cannot be judged: its generator did not keep to the schedule."""
+    problems = []
+    total = summary["total"]
+    # Of the requests the schedule asked for, how many finished: a generator that fell
+    # behind leaves some waiting when the run ends.
+    share = total.get("completed_share")
+    achieved = target_rate * share if share is not None else total["rps"]
+    if achieved < MIN_ACHIEVED * target_rate:
+        problems.append(
+            f"achieved {achieved:.0f} requests/s, {achieved / target_rate:.1%} of the "
+            f"{target_rate:.0f} asked (needs {MIN_ACHIEVED:.0%}): the generator fell behind. "
+            "Fix: a lower --rate, more --processes, or fewer --users per process"
+        )
+    tightest = slo.tightest_ms() if slo else None
+    allowed_ms = max(MAX_LAG_FLOOR_MS, MAX_LAG_SHARE * tightest) if tightest else MAX_LAG_FLOOR_MS
+    lag_p99 = (summary.get("start_lag") or {}).get("p99_us")
+    if lag_p99 is not None and lag_p99 / 1000 > allowed_ms:
+        problems.append(
+            f"start lag p99 {lag_p99 / 1000:.2f} ms, above {allowed_ms:g} ms: requests left "
+            "late, so their latency is partly the generator's. Fix: more --processes or a "
+            "lower --rate"
+        )
+    for worker, cpu in (summary.get("generator_cpu") or {}).items():
+        if cpu["max"] > MAX_WORKER_CPU:
+            problems.append(
+                f"worker {worker} used {cpu['max']:.0%} of a core (limit {MAX_WORKER_CPU:.0%}): "
+                "near saturation a generator measures itself. Fix: more --processes, fewer "
+                "--users per process, or a lower --rate"
+            )
+    return problems
+
+
+def judge(summary: dict[str, Any], slo: Slo | None, target_rate: float | None) -> Verdict:
+    """The run's verdict: the validity gate first, then the targets."""
+    if target_rate is None:  # a closed loop: throughput and errors only
+        misses = check(slo, summary, latency=False) if slo else []
+        if misses:
+            return Verdict(EXIT_MISSED, "missed", [str(m) for m in misses])
+        return Verdict(EXIT_PASSED, "capacity")
+    problems = validity_problems(summary, target_rate, slo)
+    if problems:
+        return Verdict(EXIT_INCONCLUSIVE, "inconclusive", problems)
+    misses = check(slo, summary) if slo else []
+    if misses:
+        return Verdict(EXIT_MISSED, "missed", [str(m) for m in misses])
+    return Verdict(EXIT_PASSED, "passed")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Everything the project needs on a Debian machine, idempotent:
-#   Debian packages (Python venv, Redis tools for the image, busybox for its jobs),
+#   Debian packages (Python venv, Redis tools for the image, busybox for its jobs,
+#   and the shell linter for the shell programs),
 #   a Docker engine, the project's virtualenv with pinned dependencies, and the
 #   local Redis image built from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-venv redis-tools busybox-static ca-certificates openssl)
+packages=(python3-venv redis-tools busybox-static ca-certificates openssl shellcheck)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -8,6 +8,7 @@ bash scripts/setup.sh
 .venv/bin/ruff check infra tests loadtests
 .venv/bin/ruff format --check infra tests loadtests
 .venv/bin/mypy
+shellcheck scripts/*.sh .ci/run redis/jobs/*.sh
 
 status=0
 .venv/bin/pytest --durations=15 "$@" || status=$?

@@ -1,4 +1,4 @@
-"""Exact percentiles, their merge across workers, and the SLO gate."""
+"""Exact percentiles, their merge across workers, the validity gate and the SLO gate."""
 
 from __future__ import annotations
 
@@ -8,14 +8,31 @@ import pytest
 
 from infra.errors import ConfigError
 from infra.load import LoadPlan, fault_window
-from loadtests.latency import Recorder
-from loadtests.slo import SloFileError, check, load_slo
+from loadtests.recording import Recorder
+from loadtests.slo import (
+    EXIT_INCONCLUSIVE,
+    EXIT_MISSED,
+    EXIT_PASSED,
+    SloFileError,
+    check,
+    judge,
+    load_slo,
+)
+
+US = 1000  # nanoseconds
 
 
-def _recorded(latencies_us: list[int], errors: int = 0, scenario: str = "session") -> Recorder:
+def _recorded(
+    service_us: list[int], errors: int = 0, lag_us: int = 0, scenario: str = "session"
+) -> Recorder:
+    """Requests sent `lag_us` after their intended start, answered `service_us` later."""
     recorder = Recorder()
-    for i, latency in enumerate(latencies_us):
-        recorder.record(scenario, f"{scenario}.read", latency, ok=i >= errors)
+    kind = recorder.type_id(f"{scenario}.read", scenario)
+    for i, service in enumerate(service_us):
+        intended = 1_000_000_000 + i * 1000 * US
+        sent = intended + lag_us * US
+        recorder.record(kind, intended, sent, sent + service * US, ok=i >= errors)
+    recorder.fold()
     return recorder
 
 
@@ -25,44 +42,107 @@ def test_percentiles_keep_microsecond_resolution() -> None:
     summary = _recorded([40] * 990 + [950] * 10).summary(seconds=1.0, workers=1)
     figures = summary["request_types"]["session.read"]
     assert figures["count"] == 1000 and figures["rps"] == 1000.0
-    assert figures["p50_us"] == 40 and figures["p99_us"] == 40
-    assert 945 <= figures["p999_us"] <= 955 and 945 <= figures["max_us"] <= 955
+    assert figures["service"]["p50_us"] == 40 and figures["service"]["p99_us"] == 40
+    assert 945 <= figures["service"]["p999_us"] <= 955
     assert summary["total"]["requests_per_s_per_worker"] == 1000.0
+
+
+def test_response_time_counts_from_the_intended_start() -> None:
+    """A generator that sent every request 500 us late: the service time does not show
+    it, the response time (what the application waited) does, and so does the lag."""
+    summary = _recorded([40] * 100, lag_us=500).summary(seconds=1.0, workers=1)
+    figures = summary["request_types"]["session.read"]
+    assert figures["service"]["p50_us"] == 40
+    assert 539 <= figures["response"]["p50_us"] <= 541
+    assert 499 <= summary["start_lag"]["p50_us"] <= 501
 
 
 def test_worker_histograms_merge_exactly() -> None:
     one, two = _recorded([100] * 500, errors=5), _recorded([300] * 500)
     master = Recorder()
-    master.merge(one.take())
-    master.merge(two.take())
+    master.merge(one.take("w1"))
+    master.merge(two.take("w2"))
     figures = master.summary(seconds=2.0, workers=2)["request_types"]["session.read"]
     assert figures["count"] == 1000 and figures["errors"] == 5
-    assert figures["p50_us"] == 100 and 299 <= figures["p99_us"] <= 301
-    assert one.take()["types"] == {}  # a take empties the worker's recorder
+    assert figures["service"]["p50_us"] == 100 and 299 <= figures["service"]["p99_us"] <= 301
+    assert one.take("w1")["types"] == {}  # a take empties the worker's recorder
+
+
+def test_cpu_samples_travel_with_the_worker_reports() -> None:
+    worker = Recorder()
+    worker.cpu = [0.4, 0.7]
+    master = Recorder()
+    master.merge(worker.take("w1"))
+    cpu = master.summary(seconds=1.0, workers=1)["generator_cpu"]
+    assert cpu == {"w1": {"max": 0.7, "mean": 0.55, "seconds": 2}}
+
+
+def _slo(tmp_path: Path, text: str) -> Path:
+    slo = tmp_path / "slo.yaml"
+    slo.write_text(text)
+    return slo
 
 
 def test_slo_gate_names_the_missed_target(tmp_path: Path) -> None:
-    slo = tmp_path / "slo.yaml"
-    slo.write_text("default:\n  p99_ms: 0.5\nsession:\n  p50_ms: 0.01\ntotal:\n  min_rps: 2000\n")
+    slo = load_slo(
+        _slo(
+            tmp_path, "default:\n  p99_ms: 0.5\nsession:\n  p50_ms: 0.01\ntotal:\n  min_rps: 2000\n"
+        )
+    )
     summary = _recorded([40] * 990 + [950] * 10).summary(seconds=1.0, workers=1)
-    misses = [str(miss) for miss in check(load_slo(slo), summary)]
+    misses = [str(miss) for miss in check(slo, summary)]
     assert "session.read: p50 0.040 ms, above the 0.01 ms target by 0.030 ms" in misses
     assert "total: 1000 requests/s, below the 2000 target by 1000/s" in misses
     assert not any("p99" in miss for miss in misses)  # 40 us meets 0.5 ms
-    slo.write_text("default:\n  p99_ms: 5\n  max_error_ratio: 0.001\n")
+
+
+def test_a_run_that_kept_its_schedule_is_judged(tmp_path: Path) -> None:
+    slo = load_slo(_slo(tmp_path, "rate: 1000\ndefault:\n  p99_ms: 1\n"))
+    kept = _recorded([40] * 1000, lag_us=100).summary(seconds=1.0, workers=1)
+    assert judge(kept, slo, 1000).code == EXIT_PASSED
+    slow = _recorded([2000] * 1000).summary(seconds=1.0, workers=1)
+    verdict = judge(slow, slo, 1000)
+    assert verdict.code == EXIT_MISSED and "p99 2.000 ms, above the 1 ms" in verdict.reasons[0]
+
+
+def test_a_generator_that_fell_behind_makes_the_run_inconclusive(tmp_path: Path) -> None:
+    """Never a pass or a fail: each condition of the validity gate, with its fix."""
+    slo = load_slo(_slo(tmp_path, "rate: 1000\ndefault:\n  p99_ms: 50\n"))
+    behind = _recorded([40] * 900).summary(seconds=1.0, workers=1)  # 900 of 1000/s
+    verdict = judge(behind, slo, 1000)
+    assert verdict.code == EXIT_INCONCLUSIVE and verdict.status == "inconclusive"
+    assert "achieved 900 requests/s, 90.0% of the 1000" in verdict.reasons[0]
+    assert "Fix: a lower --rate" in verdict.reasons[0]
+    # 10% of the tightest target (50 ms) is 5 ms: a 6 ms lag is too much, 4 ms is not.
+    late = _recorded([40] * 1000, lag_us=6000).summary(seconds=1.0, workers=1)
+    assert "start lag p99 6.00 ms, above 5 ms" in judge(late, slo, 1000).reasons[0]
+    assert judge(_recorded([40] * 1000, lag_us=4000).summary(1.0, 1), slo, 1000).code == 0
+    busy = _recorded([40] * 1000).summary(seconds=1.0, workers=1)
+    busy["generator_cpu"] = {"w1": {"max": 0.9, "mean": 0.8, "seconds": 5}}
+    assert "worker w1 used 90% of a core (limit 65%)" in judge(busy, slo, 1000).reasons[0]
+
+
+def test_capacity_runs_never_judge_percentiles(tmp_path: Path) -> None:
+    slo = load_slo(_slo(tmp_path, "default:\n  p50_ms: 0.001\n  max_error_ratio: 0.001\n"))
+    summary = _recorded([40] * 100).summary(seconds=1.0, workers=1)
+    assert judge(summary, slo, None).status == "capacity"
     failing = _recorded([40] * 100, errors=1).summary(seconds=1.0, workers=1)
-    assert [str(m) for m in check(load_slo(slo), failing)] == [
-        "session.read: error ratio 1.0000%, above 0.1000%"
-    ]
+    assert judge(failing, slo, None).reasons == ["session.read: error ratio 1.0000%, above 0.1000%"]
 
 
 @pytest.mark.parametrize(
     "text",
-    ["default:\n  p99: 5\n", "default:\n  p99_ms: fast\n", "- a list\n", "session: 3\n"],
+    [
+        "default:\n  p99: 5\n",
+        "default:\n  p99_ms: fast\n",
+        "- a list\n",
+        "session: 3\n",
+        "rate: lots\n",
+        "rate: 0\n",
+    ],
 )
 def test_bad_slo_files_are_refused_with_the_field(tmp_path: Path, text: str) -> None:
-    slo = tmp_path / "slo.yaml"
-    slo.write_text(text)
+    slo = _slo(tmp_path, text)
     with pytest.raises(SloFileError, match=str(slo)):
         load_slo(slo)
 
@@ -75,11 +155,12 @@ def test_load_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         duration_s=100_000,
         drill="kill-master",
         drill_after_s=10,
+        rate=-5,
     )
     with pytest.raises(ConfigError) as caught:
         plan.check()
     fields = {problem.field for problem in caught.value.problems}
-    assert {"--profile", "--users", "--duration"} <= fields
+    assert {"--profile", "--users", "--duration", "--rate"} <= fields
 
 
 def test_fault_window_measures_the_dip() -> None:
@@ -98,3 +179,23 @@ def test_fault_window_measures_the_dip() -> None:
     assert window["baseline_requests_per_s"] == 1000.0 and window["baseline_p99_us"] == 200.0
     assert window["worst_p99_us_after_fault"] == 9000
     assert window["errors_after_fault"] == 3 and window["seconds_below_half_throughput"] == 4
+
+
+def test_server_histograms_add_up_across_nodes_with_different_buckets() -> None:
+    """LATENCY HISTOGRAM lists only the buckets a node has seen (cumulative): one node
+    with a slow tail, one without, each read before and after the run."""
+    from infra.server_stats import CommandStats, _histogram, difference
+
+    def read(cumulative: dict[int, int]) -> dict[str, CommandStats]:
+        reply = ["set", ["calls", max(cumulative.values()), "histogram_usec", []]]
+        reply[1][3] = [x for pair in cumulative.items() for x in pair]  # type: ignore[index]
+        histogram = _histogram(reply)["set"]
+        return {"set": CommandStats(calls=max(cumulative.values()), usec=1, histogram=histogram)}
+
+    before = {"a": read({1: 100, 4: 150}), "b": read({2: 10, 2048: 11})}
+    after = {"a": read({1: 300, 2: 320, 4: 400}), "b": read({2: 110, 2048: 111})}
+    figures = difference(before, after)["commands"]["set"]
+    # a: 200 at <=1 us, 20 at <=2, 30 at <=4; b: 100 at <=2, none slower.
+    assert figures["calls"] == 350
+    assert figures["p50_us_at_most"] == 1  # 200 of the 350 calls took at most 1 us
+    assert figures["p99_us_at_most"] == 4  # b's slow call is from before the run

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -395,3 +398,41 @@ def test_single_and_sentinel_load_the_function_library_as_the_operator(
         library = next(u for u in job.uploads if u.path == "/stage/functions.lua")
         assert library.content.startswith("#!lua name=ratelimit")
         assert "register_function('token_bucket'" in library.content
+
+
+def test_the_largest_cluster_that_fits_its_subnet_is_planned(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    """Validation's address rule and the plan agree at the boundary: 58 shards of 2 fit
+    the default /24 (60 are refused by validation, see test_topology), 60 fit a /23."""
+    for masters, subnet in ((58, "10.213.9.0/24"), (60, "10.220.0.0/23")):
+        topology = make_topology(
+            "cluster", "big", cluster={"masters": masters}, network={"subnet": subnet}
+        )
+        plan = build_plan(topology, certificates_for(topology))
+        data = [c for c in plan.containers if c.name.startswith("big-node-")]
+        assert len(data) == 2 * masters
+
+
+def test_every_job_script_passes_the_shell_linter(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    """The jobs' shell programs live in redis/jobs/*.sh; what a job really runs is those
+    functions plus the lines the plan writes around them: lint the whole of it."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("shellcheck is missing (scripts/setup.sh installs it)")
+        pytest.skip("shellcheck is not installed (scripts/setup.sh installs it)")
+    for kind in ("single", "sentinel", "cluster"):
+        plan = _plan(make_topology, certificates_for, kind)
+        for job in (plan.config_job, *plan.bootstrap_jobs):
+            assert job.command[:2] == ("sh", "-c")
+            linted = subprocess.run(
+                [shellcheck, "-s", "sh", "-"],
+                input=job.command[2],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert linted.returncode == 0, f"{kind} {job.kind}:\n{linted.stdout}"

@@ -130,6 +130,8 @@ BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("cluster clients with certificates", "cluster", "ok", {"tls": {"client_certificates": True}}, "tls.client_certificates", "cluster bus credential"),
     ("client files where clients have none", "cluster", "ok", {"tls": {"ca_file": "/nope/ca.crt", "cert_file": "/nope/s.crt", "key_file": "/nope/s.key", "client_cert_file": "/nope/c.crt"}}, "tls.client_cert_file", "clients present none"),
     ("published ports beyond 65535", "cluster", "ok", {"publish": {"base_port": 65532}}, "publish.base_port", "beyond 65535"),
+    ("more cluster nodes than addresses", "cluster", "ok", {"cluster": {"masters": 60}}, "cluster.masters", "120 nodes need 120 fixed addresses; a /24 subnet holds 117"),
+    ("more sentinel nodes than addresses", "sentinel", "ok", {"sentinel": {"replicas": 120}}, "sentinel.replicas", "fixed addresses"),
 ]  # fmt: skip
 
 
