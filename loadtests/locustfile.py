@@ -24,7 +24,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from infra.reports import write_json
+from infra.operations.reports import write_json
 from loadtests import users
 from loadtests.recording import Recorder
 from loadtests.scenarios import PROFILES

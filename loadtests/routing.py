@@ -14,8 +14,8 @@ from typing import Any
 import hiredis
 from redis.crc import key_slot
 
-from infra.client import AddressMap
-from infra.connection import ConnectionInfo
+from infra.core.connection import ConnectionInfo
+from infra.operations.client import AddressMap
 from loadtests.wire import Address, Connection, ReplyError, Watchdog, error_code, pack, tls_context
 
 SLOTS = 16384

@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 from locust import User, constant, task
 
-from infra.connection import ConnectionInfo, read_connection_file
+from infra.core.connection import ConnectionInfo, read_connection_file
 from loadtests.clock import Sleeper
 from loadtests.recording import Recorder
 from loadtests.routing import Router, router_for

@@ -27,8 +27,8 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount
 
-from infra.errors import DeploymentError
-from infra.plan import (
+from infra.core.errors import DeploymentError
+from infra.core.plan import (
     LABEL_NAME,
     LABEL_ROLE,
     LABEL_SPEC,
@@ -41,7 +41,7 @@ from infra.plan import (
     Plan,
     VolumeSpec,
 )
-from infra.secrets import resolve
+from infra.core.secrets import resolve
 
 # On every container *and* volume: kept data volumes still say where their passwords
 # and certificates are after `down --keep-data` removed the containers.

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from infra.plan import ContainerSpec, JobSpec, MountSpec, Plan
-from infra.secrets import referenced, resolve
-from infra.sizes import to_mebibytes
+from infra.core.plan import ContainerSpec, JobSpec, MountSpec, Plan
+from infra.core.secrets import referenced, resolve
+from infra.core.sizes import to_mebibytes
 
 LABEL_CONFIG_JOB = "redis-infra.config-job"
 

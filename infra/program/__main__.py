@@ -1,5 +1,5 @@
 """Entry point `pulumi up` runs (Pulumi.yaml: main: infra/program/)."""
 
-from infra.pulumi_program import main
+from infra.backends.pulumi_program import main
 
 main()

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Functions of the cluster jobs (infra/cluster_jobs.py): form and grow a Redis Cluster
+# Functions of the cluster jobs (infra/core/cluster_jobs.py): form and grow a Redis Cluster
 # with redis-cli, load the function library. POSIX sh (busybox in the local image).
 # The job's preamble sets TLS, ADMIN_USER, PORT, FUNCTIONS and WAIT_ROUNDS, and
 # REDISCLI_AUTH from an upload (never a command-line argument).

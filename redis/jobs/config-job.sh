@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Functions of the config job (infra/plan.py): install each node's rendered files
+# Functions of the config job (infra/core/plan.py): install each node's rendered files
 # from /stage into its volumes. POSIX sh (busybox in the local image, any shell in
 # official ones). The job's script sets OWNER, DATA_NODES and SENTINELS first.
 install_file() {  # SOURCE TARGET MODE: replace TARGET

@@ -28,12 +28,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import redis
-from infra.client import AddressMap, cluster_client, no_retry, node_client, sentinel_manager
-from infra.connection import ConnectionInfo, NodeAddress, read_connection_file
-from infra.drills.cluster import ClusterTarget
-from infra.drills.report import WriteOutcome, write_outcome
-from infra.drills.sentinel import SentinelTarget
-from infra.drills.writer import SequencedWriter, WriteLog
+from infra.core.connection import ConnectionInfo, NodeAddress, read_connection_file
+from infra.operations.client import (
+    AddressMap,
+    cluster_client,
+    no_retry,
+    node_client,
+    sentinel_manager,
+)
+from infra.operations.drills.cluster import ClusterTarget
+from infra.operations.drills.report import WriteOutcome, write_outcome
+from infra.operations.drills.sentinel import SentinelTarget
+from infra.operations.drills.writer import SequencedWriter, WriteLog
 
 
 @dataclass

@@ -18,13 +18,13 @@ import docker
 import pytest
 from testcontainers.core.config import testcontainers_config
 
-from infra.connection import ConnectionInfo
-from infra.deploy import down, up
-from infra.docker_engine import docker_client
-from infra.errors import EngineError
-from infra.image import DEFAULT_IMAGE, build_image
-from infra.model import Topology
-from infra.topology import load_topology
+from infra.backends.docker_engine import docker_client
+from infra.backends.image import DEFAULT_IMAGE, build_image
+from infra.core.connection import ConnectionInfo
+from infra.core.errors import EngineError
+from infra.core.model import Topology
+from infra.core.topology import load_topology
+from infra.operations.deploy import down, up
 
 # Ryuk (testcontainers' reaper) is an image from a registry this machine cannot reach;
 # our fixtures remove what they create themselves.

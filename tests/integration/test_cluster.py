@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 import redis
-from infra.client import cluster_client, no_retry, node_client
-from infra.deploy import up
-from infra.drills.cluster import ClusterDrill
-from infra.observe_cluster import cluster_problems, cluster_state
-from infra.scale import scale_cluster
-from infra.verify import verify
+from infra.operations.client import cluster_client, no_retry, node_client
+from infra.operations.deploy import up
+from infra.operations.drills.cluster import ClusterDrill
+from infra.operations.observe_cluster import cluster_problems, cluster_state
+from infra.operations.scale import scale_cluster
+from infra.operations.verify import verify
 from tests.integration.conftest import DeployFactory, Deployment
 
 NODE_TIMEOUT_MS = 1000

@@ -24,17 +24,17 @@ import pytest
 from redis.cluster import RedisCluster
 
 import redis
-from infra.client import cluster_client, connect, no_retry, node_client, tls_options
-from infra.connection import NodeAddress
-from infra.memory_budget import data_node_budget
-from infra.observe_cluster import (
+from infra.core.connection import NodeAddress
+from infra.core.memory_budget import data_node_budget
+from infra.core.render import function_library
+from infra.operations.client import cluster_client, connect, no_retry, node_client, tls_options
+from infra.operations.observe_cluster import (
     cluster_problems,
     cluster_state,
     parse_cluster_nodes,
     wait_cluster_ready,
 )
-from infra.observe_sentinel import group_state, reply_fields
-from infra.render import function_library
+from infra.operations.observe_sentinel import group_state, reply_fields
 from tests.integration.attacker import (
     Application,
     acknowledged_writes,

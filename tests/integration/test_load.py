@@ -10,10 +10,10 @@ from typing import Any
 import docker
 import pytest
 
-from infra.bench import bench
-from infra.connection import read_connection_file
-from infra.deploy import down
-from infra.load import LoadPlan, run_load
+from infra.core.connection import read_connection_file
+from infra.load.bench import bench
+from infra.load.runner import LoadPlan, run_load
+from infra.operations.deploy import down
 from loadtests.slo import EXIT_INCONCLUSIVE, EXIT_MISSED, EXIT_PASSED
 from tests.integration.conftest import DeployFactory, Deployment
 

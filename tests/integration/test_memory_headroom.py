@@ -6,7 +6,7 @@ child runs, every key is overwritten, so the parent's copy-on-write approaches a
 second copy of the dataset. The child is slowed (rdb-key-save-delay, set by the
 break-glass user) so the rewrite surely overlaps it. The kernel must not kill the
 container, and the anonymous memory measured in its cgroup stays under the limit
-`memory.container_limit: auto` computed (infra/memory_budget.py). The second test
+`memory.container_limit: auto` computed (infra/core/memory_budget.py). The second test
 adds, during the fork, the terms of that budget an application can fill without
 Redis counting them against maxmemory-clients: a connection name of the largest
 value on every connection (HELLO SETNAME, which Redis 7.0 does not check against the
@@ -28,7 +28,7 @@ import docker
 import pytest
 
 import redis
-from infra.client import node_client
+from infra.operations.client import node_client
 from tests.integration.attacker import Application, command, hold_names
 from tests.integration.cgroup_memory import PeakAnonymousMemory, memory_stat
 from tests.integration.conftest import DeployFactory, Deployment

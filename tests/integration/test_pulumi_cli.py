@@ -18,11 +18,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from infra.certs import ensure_certificates
-from infra.client import node_client
-from infra.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
-from infra.secrets import generate_password
-from infra.topology import load_topology
+from infra.core.certs import ensure_certificates
+from infra.core.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
+from infra.core.secrets import generate_password
+from infra.core.topology import load_topology
+from infra.operations.client import node_client
 from tests.integration.conftest import unique_name
 
 PROJECT = Path(__file__).resolve().parents[2]

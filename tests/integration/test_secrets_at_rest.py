@@ -19,11 +19,11 @@ import docker
 import pytest
 
 from infra.backends.local import LocalBackend
-from infra.client import node_client
-from infra.deploy import Prepared, down, prepare, up
-from infra.errors import ConfigError
-from infra.plan import JobSpec
-from infra.topology import load_topology
+from infra.core.errors import ConfigError
+from infra.core.plan import JobSpec
+from infra.core.topology import load_topology
+from infra.operations.client import node_client
+from infra.operations.deploy import Prepared, down, prepare, up
 from tests.integration.conftest import DeployFactory, Deployment, unique_name
 
 

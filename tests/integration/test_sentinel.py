@@ -11,12 +11,12 @@ from typing import Any
 import docker
 import pytest
 
-from infra.client import connect, no_retry
-from infra.deploy import down, up
-from infra.drills.sentinel import SentinelDrill
-from infra.observe_sentinel import convergence_problems, group_state
-from infra.topology import load_topology
-from infra.verify import verify
+from infra.core.topology import load_topology
+from infra.operations.client import connect, no_retry
+from infra.operations.deploy import down, up
+from infra.operations.drills.sentinel import SentinelDrill
+from infra.operations.observe_sentinel import convergence_problems, group_state
+from infra.operations.verify import verify
 from tests.integration.conftest import DeployFactory, Deployment, unique_name
 
 DOWN_AFTER_MS = 1000

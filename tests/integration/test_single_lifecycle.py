@@ -13,11 +13,11 @@ import docker
 import pytest
 
 from infra.backends.local import LocalBackend
-from infra.client import node_client
-from infra.connection import read_connection_file
-from infra.deploy import DeploymentDiffersError, down, up
-from infra.errors import DeploymentError, EngineError
-from infra.topology import load_topology
+from infra.core.connection import read_connection_file
+from infra.core.errors import DeploymentError, EngineError
+from infra.core.topology import load_topology
+from infra.operations.client import node_client
+from infra.operations.deploy import DeploymentDiffersError, down, up
 from tests.integration.conftest import DeployFactory, unique_name
 
 
@@ -188,7 +188,7 @@ def test_cli_up_status_down(engine: docker.DockerClient, redis_image: str, tmp_p
 def test_verify_notices_a_weakened_deployment_under_python_optimize(
     deploy: DeployFactory, state_home: Path
 ) -> None:
-    from infra.verify import verify
+    from infra.operations.verify import verify
 
     deployment = deploy("single", "weak")
     assert all(check.passed for check in verify(deployment.info))

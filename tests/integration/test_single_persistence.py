@@ -7,8 +7,8 @@ import time
 import pytest
 
 import redis
-from infra.client import node_client
-from infra.readiness import wait_for_ping
+from infra.operations.client import node_client
+from infra.operations.readiness import wait_for_ping
 from tests.integration.conftest import DeployFactory, Deployment
 
 WRITES = 10_000

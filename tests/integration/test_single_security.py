@@ -12,7 +12,7 @@ import pytest
 from testcontainers.core.container import DockerContainer
 
 import redis
-from infra.client import no_retry, node_client, tls_options
+from infra.operations.client import no_retry, node_client, tls_options
 from tests.integration.conftest import DeployFactory, Deployment
 
 DANGEROUS_FOR_APP = [

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from infra.certs import CertificateSet, ensure_certificates
-from infra.model import Topology
-from infra.topology import load_topology
+from infra.core.certs import CertificateSet, ensure_certificates
+from infra.core.model import Topology
+from infra.core.topology import load_topology
 
 TopologyFactory = Callable[..., Topology]
 

@@ -14,13 +14,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from infra.certs import ensure_certificates, load_generated, required_names, throwaway_certificates
-from infra.errors import ConfigError
-from infra.plan import fixed_addresses
-from infra.private_files import write_private_bytes
-from infra.secrets import generate_password, password_problem, resolve
-from infra.state import StateDir
-from infra.topology import load_topology
+from infra.core.certs import (
+    ensure_certificates,
+    load_generated,
+    required_names,
+    throwaway_certificates,
+)
+from infra.core.errors import ConfigError
+from infra.core.plan import fixed_addresses
+from infra.core.private_files import write_private_bytes
+from infra.core.secrets import generate_password, password_problem, resolve
+from infra.core.topology import load_topology
+from infra.operations.state import StateDir
 
 
 def _sans(path: Path) -> set[str]:

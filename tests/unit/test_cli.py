@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import cli, docker_engine
+from infra import cli, cli_commands
+from infra.backends import docker_engine
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_bad_input_exits_2_before_the_engine(
     argv: list[str], no_engine: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert cli.main(argv) == cli_commands.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Fix:" in err
     assert no_engine == []
@@ -69,6 +70,6 @@ def test_missing_engine_is_reported_with_the_fix(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    assert cli.main(["status", "--name", "x"]) == cli.EXIT_FAILED
+    assert cli.main(["status", "--name", "x"]) == cli_commands.EXIT_FAILED
     err = capsys.readouterr().err
     assert "no Docker engine answers" in err and "scripts/ensure-docker.sh" in err

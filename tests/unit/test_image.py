@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
-from infra.image import REDIS_UID, build_rootfs
+from infra.backends.image import REDIS_UID, build_rootfs
 
 
 def test_rootfs_runs_redis_as_non_root_with_a_writable_data_dir() -> None:

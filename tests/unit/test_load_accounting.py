@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import ConfigError
-from infra.load import LoadPlan, fault_window
+from infra.core.errors import ConfigError
+from infra.load.runner import LoadPlan, fault_window
 from loadtests.recording import Recorder
 from loadtests.slo import (
     EXIT_INCONCLUSIVE,
@@ -184,7 +184,7 @@ def test_fault_window_measures_the_dip() -> None:
 def test_server_histograms_add_up_across_nodes_with_different_buckets() -> None:
     """LATENCY HISTOGRAM lists only the buckets a node has seen (cumulative): one node
     with a slow tail, one without, each read before and after the run."""
-    from infra.server_stats import CommandStats, _histogram, difference
+    from infra.load.server_stats import CommandStats, _histogram, difference
 
     def read(cumulative: dict[int, int]) -> dict[str, CommandStats]:
         reply = ["set", ["calls", max(cumulative.values()), "histogram_usec", []]]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from infra.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
-from infra.drills.report import write_outcome
-from infra.drills.writer import WriteLog, WriteRecord
-from infra.observe_sentinel import GroupState, NodeRole, SentinelView, convergence_problems
+from infra.core.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
+from infra.operations.drills.report import write_outcome
+from infra.operations.drills.writer import WriteLog, WriteRecord
+from infra.operations.observe_sentinel import (
+    GroupState,
+    NodeRole,
+    SentinelView,
+    convergence_problems,
+)
 
 
 def _info() -> ConnectionInfo:

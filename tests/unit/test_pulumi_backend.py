@@ -13,13 +13,13 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.backends.pulumi_components import JobFailedError, _check_job
-from infra.certs import ensure_certificates as _generate
-from infra.certs import load_generated
-from infra.errors import ConfigError
-from infra.model import Topology
-from infra.plan import build_plan, fixed_addresses
-from infra.pulumi_program import deploy, load_stack_topology, secret_config_key
-from infra.topology import load_topology
+from infra.backends.pulumi_program import deploy, load_stack_topology, secret_config_key
+from infra.core.certs import ensure_certificates as _generate
+from infra.core.certs import load_generated
+from infra.core.errors import ConfigError
+from infra.core.model import Topology
+from infra.core.plan import build_plan, fixed_addresses
+from infra.core.topology import load_topology
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.certs import CertificateSet
-from infra.errors import ConfigError
-from infra.layout import Role, nodes
-from infra.model import Topology
-from infra.plan import LABEL_NAME, LABEL_SPEC, JobKind, Plan, build_plan
-from infra.render import SECRET_MODE, render_topology
-from infra.secrets import referenced, resolve
+from infra.core.certs import CertificateSet
+from infra.core.errors import ConfigError
+from infra.core.layout import Role, nodes
+from infra.core.model import Topology
+from infra.core.plan import LABEL_NAME, LABEL_SPEC, JobKind, Plan, build_plan
+from infra.core.render import SECRET_MODE, render_topology
+from infra.core.secrets import referenced, resolve
 from tests.unit.conftest import TopologyFactory
 
 CertsFor = Callable[[Topology], CertificateSet]
@@ -196,7 +196,7 @@ def _plan(make_topology: TopologyFactory, certs: CertsFor, kind: str, **override
 
 def plan_limit(kind: str) -> int:
     """dataset + fork copy + client memory + uncounted channel names + one PUBLISH to
-    every client + replica buffers + process, in whole MiB (infra/memory_budget.py)."""
+    every client + replica buffers + process, in whole MiB (infra/core/memory_budget.py)."""
     replicas = {"single": 0, "sentinel": 2, "cluster": 1}[kind]
     beside = 2 * 64 + 182 if kind == "cluster" else 64 + 157  # per subscription, uncounted
     mib = 256 * 2 + 32 + 32 * beside / 40 + 256 * 1 + 256 * 1 + 64 * replicas + 32

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from infra.certs import ensure_certificates
-from infra.errors import ConfigError
-from infra.layout import Role, nodes
-from infra.model import Kind, Workload
-from infra.topology import load_topology, parse_set_flags
+from infra.core.certs import ensure_certificates
+from infra.core.errors import ConfigError
+from infra.core.layout import Role, nodes
+from infra.core.model import Kind, Workload
+from infra.core.topology import load_topology, parse_set_flags
 
 
 @pytest.mark.parametrize("kind", ["single", "sentinel", "cluster"])

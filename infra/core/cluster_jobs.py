@@ -1,0 +1,131 @@
+"""The one-shot operator jobs: form and grow a Redis Cluster (`redis-cli --cluster`),
+and load the function library.
+
+They run on the deployment's network with the first node's certificate (its
+config volume, read-only) and the operator's password from an upload, never from
+the command line, so `docker inspect` shows no secret; the upload is deleted
+before anything else runs. Every step checks first whether it is done already,
+so running a job again changes nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from infra.assets import JOBS_DIR
+from infra.core.secrets import password_ref
+
+STAGE_DIR = "/stage"
+ADMIN_PASSWORD_FILE = f"{STAGE_DIR}/admin-password"
+FUNCTIONS_FILE = f"{STAGE_DIR}/functions.lua"
+WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
+
+_FUNCTIONS = (JOBS_DIR / "cluster-job.sh").read_text(encoding="utf-8")
+
+
+def _join_replicas(shards: list[Shard]) -> list[str]:
+    """Each replica meets its own shard's master and follows it (redis-cli's own replica
+    placement would ignore the plan's shards and domains). Meeting that master directly
+    lets CLUSTER REPLICATE follow after one handshake, not after gossip spread."""
+    pairs = [(replica, shard.master[1]) for shard in shards for _, replica in shard.replicas]
+    lines = [f"meet {replica} {master}" for replica, master in pairs]
+    lines += [f"replicate {replica} {master}" for replica, master in pairs]
+    return lines
+
+
+@dataclass(frozen=True)
+class Shard:
+    master: tuple[str, str]  # (name, address)
+    replicas: tuple[tuple[str, str], ...]
+
+
+def _quoted(value: str) -> str:
+    """A shell string, quoted even where shlex would leave it bare (`admin` would read
+    as a command name to the linter, and to the next reader)."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str]:
+    return [
+        "set -eu",
+        # Under Pulumi the exited job container stays: nothing staged may remain in it.
+        f"trap 'rm -rf {STAGE_DIR}' EXIT",
+        f"REDISCLI_AUTH=$(cat {ADMIN_PASSWORD_FILE})",
+        f"rm -f {ADMIN_PASSWORD_FILE}",
+        "export REDISCLI_AUTH",
+        f"TLS={shlex.quote(' '.join(tls_args))}",
+        f"ADMIN_USER={_quoted(admin_user)}",
+        f"PORT={port}",
+        f"WAIT_ROUNDS={WAIT_ROUNDS}",
+        f"FUNCTIONS={FUNCTIONS_FILE}",
+        _FUNCTIONS.strip(),
+    ]
+
+
+def functions_script(
+    addresses: list[str], tls_args: tuple[str, ...], admin_user: str, port: int
+) -> str:
+    """Load the function library on whichever data node is master now."""
+    lines = _preamble(tls_args, admin_user, port)
+    lines.append(f"load_functions {' '.join(shlex.quote(a) for a in addresses)}")
+    return "\n".join(lines)
+
+
+def create_script(
+    shards: list[Shard], tls_args: tuple[str, ...], admin_user: str, port: int
+) -> str:
+    """Bring the cluster to the plan's shards, whatever it is now.
+
+    A fresh cluster is created from the masters (slots split evenly); masters that
+    are not in the cluster yet (a scale-out) join it; each replica then follows its
+    own shard's master, so the plan's layout and failure domains hold (redis-cli's
+    --cluster-replicas would pick its own pairs); finally slots move onto masters that
+    have none. Each step checks what is done first, so the job is safe to re-run, and
+    the same job both forms and grows the cluster (`redis-infra scale`, or a stack
+    whose cluster.masters grew).
+    """
+    lines = _preamble(tls_args, admin_user, port)
+    everyone = [node for shard in shards for node in (shard.master, *shard.replicas)]
+    masters = [shard.master[1] for shard in shards]
+    lines += [f"wait_enabled {address} {name}" for name, address in everyone]
+    first = masters[0]
+    lines += [
+        f'if [ "$(field {first} cluster_slots_assigned)" = "16384" ]; then',
+        "  echo cluster already formed",
+        # A rebalance that was interrupted leaves a slot half-moved: finish it first.
+        f"  close_open_slots {first}",
+        f"elif alone {first}; then",
+        f"  cli --cluster create {' '.join(f'{m}:{port}' for m in masters)} "
+        "--cluster-replicas 0 --cluster-yes",
+        "else",
+        f'  echo "{first} knows other nodes but no slots: a half-formed cluster; '
+        f'inspect it with redis-cli --cluster check" >&2; exit 1',
+        "fi",
+    ]
+    for master in masters[1:]:
+        lines.append(
+            f"if alone {master}; then cli --cluster add-node {master}:{port} {first}:{port}; fi"
+        )
+    lines.append(f"wait_agreement {first}")
+    lines += _join_replicas(shards)
+    lines.append(f"wait_agreement {first}")
+    # Masters without slots (a scale-out, or one an interrupted run left empty) get
+    # their share. Moving a slot needs every master to know the new one (SETSLOT NODE
+    # fails with "I don't know about node" otherwise), and a master that just joined
+    # answers CLUSTERDOWN until it has the whole slot map: wait for both.
+    lines += [
+        f"if cli --cluster info {first}:{port} | grep -q '| 0 slots |'; then",
+        *(f"  wait_known {master} {len(everyone)}" for master in masters),
+        *(f"  wait_ok {master}" for master in masters),
+        # Moves keys with MIGRATE (over TLS, as the admin user).
+        f"  cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
+        f"  wait_agreement {first}",
+        "fi",
+        "echo cluster formed",
+        f"load_functions {' '.join(address for _, address in everyone)}",
+    ]
+    return "\n".join(lines)
+
+
+ADMIN_PASSWORD = password_ref("admin")

@@ -1,0 +1,104 @@
+"""Secret references: how the pure layers mention a secret without holding its value.
+
+Rendered files and commands contain placeholders such as `<<secret:app_password>>`
+or `<<secret-sha256:app_password>>` (an ACL password hash). Each backend resolves
+them with its own store: the local backend with generated values kept beside the
+connection file, the Pulumi backend inside an `apply` over secret config values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets as _random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from infra.core.errors import Problem
+
+_PLACEHOLDER = re.compile(r"<<secret(?P<transform>-sha256)?:(?P<name>[a-z0-9_:.-]+)>>")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A named secret; `placeholder` is what rendered text carries instead of the value."""
+
+    name: str
+
+    @property
+    def placeholder(self) -> str:
+        return f"<<secret:{self.name}>>"
+
+    @property
+    def sha256_placeholder(self) -> str:
+        return f"<<secret-sha256:{self.name}>>"
+
+
+def password_ref(role: str) -> SecretRef:
+    """The password of the ACL user playing `role` (app, admin, health, replication...)."""
+    return SecretRef(f"{role}_password")
+
+
+def tls_key_ref(node: str) -> SecretRef:
+    return SecretRef(f"tls_key:{node}")
+
+
+def referenced(texts: Iterable[str]) -> set[str]:
+    """Names of every secret the given texts refer to."""
+    return {match.group("name") for text in texts for match in _PLACEHOLDER.finditer(text)}
+
+
+def resolve(text: str, values: Mapping[str, str]) -> str:
+    """`text` with every placeholder replaced by the secret (or its SHA-256 for ACL files)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in values:
+            raise KeyError(f"secret '{name}' is referenced but was not provided")
+        value = values[name]
+        if match.group("transform"):
+            return hashlib.sha256(value.encode()).hexdigest()
+        return value
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+# -- passwords ----------------------------------------------------------------------
+
+MIN_PASSWORD_LENGTH = 16
+# Letters-only forms: "Password123!" and "secure_password_here" (the seed's example) match.
+_COMMON = {
+    "password",
+    "changeme",
+    "redis",
+    "secret",
+    "admin",
+    "letmein",
+    "qwerty",
+    "securepasswordhere",
+    "default",
+    "passw",
+    "pass",
+}
+
+
+def generate_password() -> str:
+    """256 bits from the OS's CSPRNG, URL-safe so it survives shells and URLs."""
+    return _random.token_urlsafe(32)
+
+
+def password_problem(field: str, value: str | None) -> Problem | None:
+    """Why `value` is not acceptable as a Redis password, or None if it is."""
+    fix = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not value:
+        return Problem(field, "is missing", fix)
+    if len(value) < MIN_PASSWORD_LENGTH:
+        return Problem(
+            field, f"is {len(value)} characters; at least {MIN_PASSWORD_LENGTH} are required", fix
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return Problem(field, "contains whitespace or control characters", fix)
+    letters = "".join(ch for ch in value.lower() if ch.isalpha())
+    if len(set(value)) < 6 or letters in _COMMON:
+        return Problem(field, "is guessable (few distinct characters or a common word)", fix)
+    return None

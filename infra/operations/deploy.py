@@ -1,0 +1,363 @@
+"""`up`, `down` and `status` for the local backend: the steps around the Docker calls.
+
+Order matters for safety: everything that can be wrong with the input (topology,
+secrets, certificates, image, ports, an existing deployment that differs) is
+found before the first resource is created, and a failed first deployment removes
+exactly what it created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import docker
+
+from infra.backends.image import ensure_image_available
+from infra.backends.local import (
+    LABEL_STATE_DIR,
+    Created,
+    Inventory,
+    JobResult,
+    LocalBackend,
+)
+from infra.core.certs import tls_bundle
+from infra.core.connection import (
+    ConnectionInfo,
+    TlsPaths,
+    build_connection_info,
+    read_connection_file,
+)
+from infra.core.errors import ConfigError, DeploymentError
+from infra.core.layout import nodes
+from infra.core.model import Topology
+from infra.core.plan import (
+    LABEL_ROLE,
+    JobKind,
+    JobSpec,
+    Plan,
+    build_plan,
+    fixed_addresses,
+    needs_fixed_addresses,
+)
+from infra.operations.observe_sentinel import node_role
+from infra.operations.readiness import wait_for_ping, wait_topology_ready
+from infra.operations.state import StateDir, default_state_dir, port_in_use
+
+READY_TIMEOUT_S = 90.0
+
+
+class DeploymentDiffersError(DeploymentError):
+    """`up` found the deployment already there, but not as the plan says."""
+
+    def __init__(self, name: str, differences: list[str], connection_file: Path) -> None:
+        self.differences = differences
+        lines = [f"deployment {name} exists and differs from what was asked; nothing was changed:"]
+        lines += [f"  - {difference}" for difference in differences]
+        lines.append(
+            f"Fix: to apply the change and keep the data, run `redis-infra down --name {name} "
+            f"--keep-data`, then this `redis-infra up` again (connection file: {connection_file}); "
+            "a scaled cluster needs --set cluster.masters=<its masters> instead"
+        )
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class UpResult:
+    info: ConnectionInfo
+    connection_file: Path
+    created: bool  # False: the deployment was already there, as planned
+    seconds_total: float
+    seconds_start_to_ready: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything `up` needs, resolved before touching the engine."""
+
+    topology: Topology
+    state: StateDir
+    plan: Plan
+    secrets: dict[str, str]
+    host_ports: dict[str, int]
+    info: ConnectionInfo
+
+
+def prepare(
+    topology: Topology,
+    inventory: Inventory,
+    used_subnets: Callable[[], list[IPv4Network]],
+) -> Prepared:
+    """Secrets, subnet, certificates, plan, ports and connection info for `topology`."""
+    single_engine_only(topology)
+    state = StateDir(state_dir_for(topology.name, inventory)).create()
+    subnet = None
+    if needs_fixed_addresses(topology) and topology.subnet is None:
+        subnet = state.subnet(used_subnets())
+    # Certificates cover the fixed addresses too: Sentinel announces masters by address.
+    bundle = tls_bundle(topology, state.tls_dir, fixed_addresses(topology, subnet))
+    plan = build_plan(topology, bundle.certificates, subnet)
+    password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
+    # Credentials of the connection and operator files, even if no file refers to them.
+    wanted = sorted({*password_names, "app_password", "admin_password", "breakglass_password"})
+    secrets = {**state.secrets(wanted), **bundle.private_keys}
+    missing = sorted(set(plan.secret_names) - set(secrets))
+    if missing:  # pragma: no cover - a renderer referring to a secret nobody provides
+        raise DeploymentError(f"plan refers to secrets nobody provides: {', '.join(missing)}")
+    wanted_ports = {spec.name: spec.ports[0].host_port for spec in plan.containers if spec.ports}
+    host_ip = topology.publish.host_ip
+    host_ports = state.host_ports(wanted_ports, host_ip) if wanted_ports else {}
+    certificates = bundle.certificates
+    tls = TlsPaths(
+        ca_file=str(certificates.ca_file),
+        cert_file=str(certificates.client_cert_file) if certificates.client_cert_file else None,
+        key_file=str(certificates.client_key_file) if certificates.client_key_file else None,
+    )
+    info = build_connection_info(plan.outputs, tls, secrets, host_ports, topology.settings)
+    return Prepared(topology, state, plan, secrets, host_ports, info)
+
+
+def single_engine_only(topology: Topology) -> None:
+    """Placement over several Docker hosts is recorded in the plan, not deployed yet."""
+    domains = sorted({node.domain for node in nodes(topology) if node.domain})
+    if len(domains) > 1:
+        raise ConfigError.single(
+            topology.source,
+            "cluster.failure_domains",
+            f"{domains}: this backend deploys to one Docker engine, so every node would "
+            "share one failure domain whatever the plan says",
+            "use failure_domains: [local] (one host); multi-host placement is not built yet",
+        )
+
+
+def state_dir_for(name: str, inventory: Inventory) -> Path:
+    """The deployment's state folder: where its containers or kept volumes say, else the
+    default one. A deployment whose recorded folder is gone is not given new secrets."""
+    recorded = inventory.state_dir()
+    if recorded is None:
+        return default_state_dir(name)
+    path = Path(recorded)
+    if not (path / "secrets.json").exists():
+        what = "containers" if inventory.containers else "kept data volumes"
+        raise ConfigError.single(
+            str(path),
+            "state folder",
+            f"deployment {name} has {what} whose passwords and certificates were kept in "
+            f"{path}, which no longer holds them; new ones would not match its data and "
+            "Sentinel state, and clients trusting the old CA would break",
+            f"restore {path} from your backup, or remove the deployment with "
+            f"`redis-infra down --name {name}` (this deletes its kept data)",
+        )
+    return path
+
+
+def up(
+    topology: Topology,
+    client: docker.DockerClient,
+    *,
+    connection_file: Path | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> UpResult:
+    """Deploy `topology`, or confirm it is deployed as planned; write the connection file."""
+    started = time.monotonic()
+    backend = LocalBackend(client)
+    inventory = backend.inventory(topology.name)
+    prepared = prepare(topology, inventory, backend.used_subnets)
+    ensure_image_available(client, topology.image)
+    out = connection_file.expanduser().resolve() if connection_file else None
+    if inventory.containers:
+        return _confirm_existing(backend, prepared, inventory, out, started, ready_timeout_s)
+    for spec in prepared.plan.containers:
+        port = prepared.host_ports.get(spec.name)
+        if port is not None and port_in_use(topology.publish.host_ip, port):
+            raise ConfigError.single(
+                "publish",
+                f"{spec.name} host port",
+                f"{topology.publish.host_ip}:{port} is already in use by another program",
+                "free the port, or set publish.base_port to a free range "
+                f"(or delete {prepared.state.path / 'allocations.json'} to pick new ports)",
+            )
+    created = Created()
+    extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
+    try:
+        backend.create(
+            prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
+        )
+        containers_started = time.monotonic()
+        _wait_ready(backend, prepared, ready_timeout_s)
+        seconds_to_ready = time.monotonic() - containers_started
+    except BaseException:
+        backend.rollback(created)
+        raise
+    written = write_connection_files(prepared, out)
+    prepared.state.save_settings(topology.settings)
+    notes = []
+    if inventory.volumes:
+        notes.append(f"reused {len(inventory.volumes)} kept volume(s): data from before is back")
+    return UpResult(
+        prepared.info, written, True, time.monotonic() - started, seconds_to_ready, notes
+    )
+
+
+def write_connection_files(prepared: Prepared, copy: Path | None) -> Path:
+    """The application's file (and a copy where asked), the operator's files beside it."""
+    state = prepared.state
+    prepared.info.write(state.connection_file)
+    prepared.info.write_operator_files(state.path)
+    if copy is None:
+        return state.connection_file
+    prepared.info.write(copy)
+    state.record_copy(copy)
+    return copy
+
+
+def _wait_ready(
+    backend: LocalBackend, prepared: Prepared, timeout_s: float, *, fresh: bool = True
+) -> None:
+    """Every node answers, the bootstrap jobs (cluster create) ran, the topology is whole."""
+    deadline = time.monotonic() + timeout_s
+    names = [spec.name for spec in prepared.plan.containers]
+    info = prepared.info
+    # Fresh containers must not stop or restart while starting: fail at once if they do.
+    alive = (lambda: backend.check_running(names)) if fresh else None
+    published = any(node.host is not None for node in info.nodes)
+    if published:
+        wait_for_ping(info, timeout_s, alive=alive)
+    else:  # nothing published: Docker's health check (an authenticated TLS PING) decides
+        backend.wait_healthy(names, timeout_s)
+    if fresh:
+        for job in prepared.plan.bootstrap_jobs:
+            run_job_or_fail(backend, job, prepared.secrets)
+    if published:
+        wait_topology_ready(info, max(deadline - time.monotonic(), 10.0), alive)
+
+
+def run_job_or_fail(backend: LocalBackend, job: JobSpec, secrets: dict[str, str]) -> JobResult:
+    result = backend.run_job(job, secrets)
+    if result.exit_code != 0:
+        raise DeploymentError(f"job {job.name} exited {result.exit_code}:\n{result.logs.strip()}")
+    return result
+
+
+def _confirm_existing(
+    backend: LocalBackend,
+    prepared: Prepared,
+    inventory: Inventory,
+    out: Path | None,
+    started: float,
+    ready_timeout_s: float,
+) -> UpResult:
+    differences = backend.differences(prepared.plan, inventory, prepared.host_ports)
+    if differences:
+        raise DeploymentDiffersError(
+            prepared.topology.name, differences, out or prepared.state.connection_file
+        )
+    notes = ["already deployed as planned: nothing changed"]
+    stopped = [
+        name
+        for name, container in inventory.containers.items()
+        if container.status != "running"
+        and container.labels.get(LABEL_ROLE) not in {kind.value for kind in JobKind}
+    ]
+    for name in stopped:
+        backend.client.containers.get(name).start()
+    if stopped:
+        notes = [f"started stopped container(s): {', '.join(stopped)}"]
+    _wait_ready(backend, prepared, ready_timeout_s, fresh=False)
+    written = write_connection_files(prepared, out)
+    return UpResult(prepared.info, written, False, time.monotonic() - started, None, notes)
+
+
+@dataclass
+class DownResult:
+    name: str
+    removed: Inventory
+    kept_volumes: list[str]
+    state_dir: Path | None
+
+
+def down(name: str, client: docker.DockerClient, *, keep_data: bool) -> DownResult:
+    """Remove everything labelled with `name`; keep data volumes (and secrets) if asked."""
+    backend = LocalBackend(client)
+    before = backend.inventory(name)
+    state_dir = Path(before.state_dir() or default_state_dir(name))
+    removed = backend.remove(name, keep_data=keep_data)
+    after = backend.inventory(name)
+    if not keep_data:
+        # The passwords and certificates of a deleted deployment protect nothing.
+        StateDir(state_dir).remove(name)
+    return DownResult(name, removed, after.volumes, state_dir)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    container: str
+    role: str  # role at deployment; the live role can differ after a failover
+    state: str
+    health: str
+    published: str
+    live_role: str = "-"  # what the node says now (INFO replication), if reachable
+
+
+def status(name: str, client: docker.DockerClient) -> list[NodeStatus]:
+    """Docker's view of every container of deployment `name`."""
+    inventory = LocalBackend(client).inventory(name)
+    live: dict[str, str] = {}
+    if inventory.containers:
+        with contextlib.suppress(ConfigError):  # no state folder here: Docker's view only
+            info = deployment_info(name, client)
+            for node in info.data_nodes():
+                if node.host is not None:
+                    role = node_role(info, node.name)
+                    live[node.container] = (
+                        ("replica" if role.role == "slave" else role.role)
+                        if role
+                        else "unreachable"
+                    )
+    rows = []
+    for container_name, container in sorted(inventory.containers.items()):
+        state = container.attrs.get("State", {})
+        ports = container.attrs.get("HostConfig", {}).get("PortBindings") or {}
+        published = ", ".join(
+            f"{binding['HostIp']}:{binding['HostPort']}->{port}"
+            for port, bindings in ports.items()
+            for binding in bindings or []
+        )
+        rows.append(
+            NodeStatus(
+                container=container_name,
+                role=container.labels.get(LABEL_ROLE, "?"),
+                state=state.get("Status", "?"),
+                health=state.get("Health", {}).get("Status", "-"),
+                published=published or "-",
+                live_role=live.get(container_name, "-"),
+            )
+        )
+    return rows
+
+
+def state_of(name: str, client: docker.DockerClient) -> StateDir:
+    """The state folder of deployment `name` on this machine."""
+    return StateDir(state_dir_for(name, LocalBackend(client).inventory(name)))
+
+
+def connection_file_for(name: str, client: docker.DockerClient) -> Path:
+    """Where `up` wrote deployment `name`'s (application) connection file."""
+    return state_of(name, client).connection_file
+
+
+def deployment_info(
+    name: str, client: docker.DockerClient, *, breakglass: bool = False
+) -> ConnectionInfo:
+    """The connection file with the operator's credentials (and break-glass, if asked)."""
+    state = state_of(name, client)
+    return read_connection_file(
+        state.connection_file,
+        operator_file=state.operator_file,
+        breakglass_file=state.breakglass_file if breakglass else None,
+    )
