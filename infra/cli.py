@@ -31,6 +31,7 @@ from infra.cli_commands import (
     cmd_verify,
 )
 from infra.core.errors import ConfigError, RedisInfraError
+from infra.core.plan_specs import READY_TIMEOUT_S
 
 
 def _add_topology_options(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("up", help="deploy a topology and wait until it answers")
     _add_topology_options(p, name_required=True)
     p.add_argument("--out", type=Path, help="connection file to write (default: in the state dir)")
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    p.add_argument(
+        "--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for readiness"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=cmd_up)
 

@@ -354,39 +354,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from infra.core.certs import load_brought_files, throwaway_certificates
-    from infra.core.plan import build_plan, fixed_addresses
+    from infra.operations.inspection import render_for_inspection
 
-    topology = _load(args)
-    out: Path = args.out
-    # `up` picks a free subnet when the topology names none; show a stand-in here.
-    example_subnet = None if topology.subnet else "10.213.0.0/24"
-    addresses = fixed_addresses(topology, example_subnet)
-    # Public certificates only: throwaway ones (their keys never touch the disk) unless
-    # the topology brings its own.
-    certificates = (
-        load_brought_files(topology, addresses).certificates
-        if topology.tls.files
-        else throwaway_certificates(topology, addresses)
-    )
-    plan = build_plan(topology, certificates, example_subnet)
-    for spec in plan.containers:
-        for rendered in spec.files:
-            target = out / spec.name / rendered.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(rendered.content)  # secrets stay <<secret:...>> placeholders
-    summary = {
-        "name": plan.name,
-        "kind": plan.kind.value,
-        "networks": [n.name for n in plan.networks],
-        "volumes": [v.name for v in plan.volumes],
-        "containers": {spec.name: spec.summary() for spec in plan.containers},
-        "jobs": [plan.config_job.name, *(job.name for job in plan.bootstrap_jobs)],
-        "secrets": plan.secret_names,
-    }
-    write_json(out / "plan.json", summary)
+    plan = render_for_inspection(_load(args), args.out)
     print(
-        f"rendered {len(plan.containers)} node(s) of '{plan.name}' into {out} "
+        f"rendered {len(plan.containers)} node(s) of '{plan.name}' into {args.out} "
         "(secrets appear as <<secret:NAME>> placeholders)"
     )
     return EXIT_OK

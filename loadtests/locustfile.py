@@ -11,6 +11,9 @@ Environment:
     REDIS_INFRA_SUMMARY        exact summary JSON to write (default reports/load/summary.json)
     REDIS_INFRA_TIMELINE       per-second timeline JSON (default next to the summary)
     REDIS_INFRA_SLO            SLO file: a missed target exits 1, an inconclusive run 4
+    REDIS_INFRA_DURATION_S     the run's length (default 30): an open-loop schedule fills
+                               it, less a warm-up and a drain; keep it equal to -t
+    REDIS_INFRA_PROCESSES      worker processes expected (a missing one: inconclusive)
 """
 
 # Locust first: it patches the standard library for gevent before anything loads.
@@ -26,7 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from infra.operations.reports import write_json
 from loadtests import users
-from loadtests.recording import Recorder
+from loadtests.recording import UNFINISHED, Recorder
 from loadtests.scenarios import PROFILES
 from loadtests.slo import Slo, SloFileError, judge, load_slo
 
@@ -56,6 +59,28 @@ def _started(environment: Environment, **_: Any) -> None:
     users.connection_info()  # fail early, with its message, if the file is unusable
 
 
+def _harness_problems(environment: Environment, summary: dict[str, Any]) -> list[str]:
+    """What makes the figures untrustworthy whatever Redis did."""
+    problems = []
+    runner = environment.runner
+    for failure in runner.exceptions.values() if runner else []:
+        problems.append(
+            f"a virtual user raised {failure['msg']!r} ({failure['count']} times): its requests "
+            "were not all made. Fix: what locust.log shows"
+        )
+    ours = sum(
+        figures["count"]
+        for name, figures in summary["request_types"].items()
+        if not name.endswith(".deliver") and name != UNFINISHED
+    )
+    if ours != summary["locust_requests"]:
+        problems.append(
+            f"the exact records hold {ours} requests, Locust counted "
+            f"{summary['locust_requests']}: some reports were lost. Fix: a longer --duration"
+        )
+    return problems
+
+
 def _summarize(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
@@ -66,6 +91,7 @@ def _summarize(environment: Environment, **_: Any) -> None:
     summary["profile"] = _profile
     summary["mode"] = "slo" if _rate_per_process > 0 else "capacity"
     summary["locust_requests"] = environment.stats.total.num_requests
+    summary["expected_workers"] = int(os.environ.get("REDIS_INFRA_PROCESSES", "0") or workers)
     rate = float(os.environ.get("REDIS_INFRA_RATE", "0") or 0) or None
     if rate is None and _rate_per_process > 0:
         rate = _rate_per_process * workers
@@ -85,7 +111,7 @@ def _summarize(environment: Environment, **_: Any) -> None:
             environment.process_exit_code = 2
             write_json(summary_path, summary)
             return
-    verdict = judge(summary, slo, rate)
+    verdict = judge(summary, slo, rate, _harness_problems(environment, summary))
     summary["verdict"] = verdict.to_json()
     for reason in verdict.reasons:
         print(f"{verdict.status}: {reason}")

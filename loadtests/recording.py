@@ -35,6 +35,11 @@ SIGNIFICANT_DIGITS = 3
 PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p95_us": 95.0, "p99_us": 99.0, "p999_us": 99.9}
 
 
+# Requests the schedule asked for that never finished (still waiting for a connection,
+# never sent, or in flight when the run stopped): errors, timed until the stop.
+UNFINISHED = "schedule.unfinished"
+
+
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
@@ -126,6 +131,7 @@ class Recorder:
         self._intended = array("q")
         self._sent = array("q")
         self._done = array("q")
+        self._waited = array("q")  # waiting for a free connection: not the generator's lag
         self._ok = bytearray()
         self.by_type: dict[str, Series] = defaultdict(Series)
         self.by_second: dict[int, Series] = defaultdict(Series)
@@ -152,11 +158,23 @@ class Recorder:
             self.scenario_of[name] = scenario
         return found
 
-    def record(self, type_id: int, intended_ns: int, sent_ns: int, done_ns: int, ok: bool) -> None:
+    def record(
+        self,
+        type_id: int,
+        intended_ns: int,
+        sent_ns: int,
+        done_ns: int,
+        ok: bool,
+        waited_ns: int = 0,
+    ) -> None:
+        """One finished request. `waited_ns`: the part of intended -> sent it spent
+        waiting for a free connection (Redis still busy with the previous requests),
+        which counts in its response time but not in the generator's start lag."""
         self._type.append(type_id)
         self._intended.append(intended_ns)
         self._sent.append(sent_ns)
         self._done.append(done_ns)
+        self._waited.append(waited_ns)
         self._ok.append(ok)
 
     def fold(self) -> None:
@@ -172,12 +190,13 @@ class Recorder:
         intended = np.frombuffer(self._intended, dtype=np.int64).copy()
         sent = np.frombuffer(self._sent, dtype=np.int64).copy()
         done = np.frombuffer(self._done, dtype=np.int64).copy()
+        waited = np.frombuffer(self._waited, dtype=np.int64).copy()
         ok = np.frombuffer(bytes(self._ok), dtype=np.uint8).astype(bool)
         self._type, self._intended, self._sent = array("H"), array("q"), array("q")
-        self._done, self._ok = array("q"), bytearray()
+        self._done, self._waited, self._ok = array("q"), array("q"), bytearray()
         response = np.clip((done - intended) // 1000, LOWEST_US, HIGHEST_US)
         service = np.clip((done - sent) // 1000, LOWEST_US, HIGHEST_US)
-        lag = np.clip((sent - intended) // 1000, LOWEST_US, HIGHEST_US)
+        lag = np.clip((sent - intended - waited) // 1000, LOWEST_US, HIGHEST_US)
         seconds = (done + self._epoch_offset_ns) // 1_000_000_000
         first, last = (
             (int(done.min()) + self._epoch_offset_ns) / 1e9,
@@ -293,8 +312,20 @@ class Recorder:
         if self.schedules:  # what the open loop asked for, next to what it got
             asked = self.scheduled_requests()
             overall["scheduled"] = asked
-            overall["scheduled_rps"] = round(asked / seconds, 1) if seconds > 0 else 0.0
-            overall["completed_share"] = round(total.count / asked, 4) if asked else 0.0
+            # Each process's rate over its own window (they start a moment apart).
+            overall["scheduled_rps"] = round(
+                sum(
+                    s["requests"] / (s["stop"] - s["start"])
+                    for s in self.schedules.values()
+                    if s["stop"] > s["start"]
+                ),
+                1,
+            )
+            unfinished = self.by_type.get(UNFINISHED)
+            finished = total.count - (unfinished.count if unfinished else 0)
+            overall["completed_share"] = round(finished / asked, 4) if asked else 0.0
+            overall["unfinished"] = unfinished.count if unfinished else 0
+            overall["schedules"] = len(self.schedules)
         cpu = {w: samples for w, samples in self.cpu_by_worker.items() if samples}
         return {
             "duration_s": round(seconds, 3),

@@ -22,8 +22,8 @@ from typing import ClassVar
 import gevent
 
 from loadtests.recording import Recorder
-from loadtests.routing import Client, NoMasterError, Router
-from loadtests.wire import Connection, ReplyError, pack
+from loadtests.routing import Client, Router
+from loadtests.wire import Connection, pack
 
 SESSION_TTL_S = 24 * 3600
 CACHE_TTL_S = 300
@@ -54,14 +54,17 @@ class VirtualUser:
         self._next = itertools.cycle([getattr(self, name) for name in order])
         self._ids: dict[str, int] = {}
         self.intended_ns = 0
+        self.waited_ns = 0
         self.setup()
 
     def setup(self) -> None:
         """Untimed preparation (a login, a warm cache): not a request of the scenario."""
 
-    def step(self, intended_ns: int = 0) -> None:
-        """One request; `intended_ns` is its place on an open-loop schedule (0: now)."""
+    def step(self, intended_ns: int = 0, waited_ns: int = 0) -> None:
+        """One request; `intended_ns` is its place on an open-loop schedule (0: now),
+        `waited_ns` how long it waited for this connection to be free."""
         self.intended_ns = intended_ns
+        self.waited_ns = waited_ns
         next(self._next)()
 
     def request(self, name: str, key: bytes, packed: bytes, replies: int = 1) -> object:
@@ -75,10 +78,11 @@ class VirtualUser:
         reply: object = None
         try:
             reply = self.client.call(key, packed, replies)
-        except (OSError, ReplyError, NoMasterError) as exc:
+        except Exception as exc:  # any failure is this request's error, never a lost record
             error = exc
         done = time.perf_counter_ns()
-        self.recorder.record(type_id, intended, sent, done, error is None)
+        self.recorder.record(type_id, intended, sent, done, error is None, self.waited_ns)
+        self.waited_ns = 0  # a second request of the same step did not wait
         if self.report is not None:
             self.report(name, (done - intended) / 1e6, error)
         return reply
@@ -276,5 +280,8 @@ def mix(profile: str, count: int) -> list[type[VirtualUser]]:
     """`count` virtual user classes in the profile's proportions (at least one of each)."""
     kinds = PROFILES[profile]
     total = sum(kind.weight for kind in kinds)
-    chosen = [kind for kind in kinds for _ in range(max(1, round(count * kind.weight / total)))]
-    return chosen[: max(count, len(kinds))]
+    chosen = list(kinds)  # one of each first, so no scenario (and no target) goes unrun
+    while len(chosen) < count:  # then the one furthest below its share
+        behind = max(kinds, key=lambda k: count * k.weight / total - chosen.count(k))
+        chosen.append(behind)
+    return chosen

@@ -158,9 +158,30 @@ class Verdict:
 
 
 def validity_problems(summary: dict[str, Any], target_rate: float, slo: Slo | None) -> list[str]:
-    """Why this run cannot be judged: its generator did not keep to the schedule."""
+    """Why this run cannot be judged: its generator did not keep to the schedule, or
+    the schedule was not the one the targets hold at."""
     problems = []
     total = summary["total"]
+    expected = int(summary.get("expected_workers") or summary.get("workers") or 1)
+    schedules = total.get("schedules")
+    if schedules is not None and schedules < expected:
+        problems.append(
+            f"{schedules} of {expected} worker processes kept a schedule: the others never "
+            "started theirs (see locust.log). Fix: what the log names, then run again"
+        )
+    scheduled_rps = total.get("scheduled_rps")
+    if scheduled_rps is not None and scheduled_rps < MIN_ACHIEVED * target_rate:
+        problems.append(
+            f"the schedules asked for {scheduled_rps:.0f} requests/s, not the {target_rate:.0f} "
+            "targeted. Fix: --duration long enough for the warm-up and drain, all processes up"
+        )
+    if slo is not None and slo.rate and abs(target_rate - slo.rate) > 0.01 * slo.rate:
+        problems.append(
+            f"run at {target_rate:.0f} requests/s, while the SLO file's targets hold at "
+            f"{slo.rate:.0f}/s. Fix: --rate {slo.rate:.0f}, or leave --rate out"
+        )
+    if slo is not None:
+        problems += _unjudged_sections(slo, summary)
     # Of the requests the schedule asked for, how many finished: a generator that fell
     # behind leaves some waiting when the run ends.
     share = total.get("completed_share")
@@ -190,8 +211,29 @@ def validity_problems(summary: dict[str, Any], target_rate: float, slo: Slo | No
     return problems
 
 
-def judge(summary: dict[str, Any], slo: Slo | None, target_rate: float | None) -> Verdict:
-    """The run's verdict: the validity gate first, then the targets."""
+def _unjudged_sections(slo: Slo, summary: dict[str, Any]) -> list[str]:
+    """Sections naming no request type or scenario the run measured would judge nothing."""
+    measured = {name for name, figures in summary["request_types"].items() if figures.get("count")}
+    measured |= {f.get("scenario") for f in summary["request_types"].values() if f.get("count")}
+    return [
+        f"the SLO file's section {section!r} names no request type or scenario this run "
+        f"measured (measured: {', '.join(sorted(str(m) for m in measured if m))}). Fix: the "
+        "section's name, or a profile (and enough --users) that runs it"
+        for section in slo.sections
+        if section not in ("default", "total") and section not in measured
+    ]
+
+
+def judge(
+    summary: dict[str, Any],
+    slo: Slo | None,
+    target_rate: float | None,
+    harness_problems: list[str] | None = None,
+) -> Verdict:
+    """The run's verdict: the validity gate first, then the targets. `harness_problems`:
+    what went wrong in the harness itself (a user's exception, records lost)."""
+    if harness_problems:
+        return Verdict(EXIT_INCONCLUSIVE, "inconclusive", list(harness_problems))
     if target_rate is None:  # a closed loop: throughput and errors only
         misses = check(slo, summary, latency=False) if slo else []
         if misses:

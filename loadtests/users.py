@@ -25,7 +25,7 @@ from locust import User, constant, task
 
 from infra.core.connection import ConnectionInfo, read_connection_file
 from loadtests.clock import Sleeper
-from loadtests.recording import Recorder
+from loadtests.recording import UNFINISHED, Recorder
 from loadtests.routing import Router, router_for
 from loadtests.scenarios import PROFILES, PubSubUser, VirtualUser, mix
 from loadtests.wire import Watchdog
@@ -126,7 +126,10 @@ class OpenLoopUser(User):
             kind(router(), recorder(), report) for kind in mix(self.profile, self.connections)
         ]
         self.idle: deque[VirtualUser] = deque(self.virtual)
-        self.backlog: deque[int] = deque()  # intended starts no connection was free for
+        # (intended start, when the dispatcher queued it): no connection was free for it
+        self.backlog: deque[tuple[int, int]] = deque()
+        self.schedule: tuple[int, float, int] | None = None  # start, interval, total
+        self.dispatched = 0
 
     @task
     def dispatch(self) -> None:
@@ -141,31 +144,52 @@ class OpenLoopUser(User):
         length_s = max(1.0, self.duration_s - WARMUP_S - DRAIN_S)
         total = int(self.rate_per_s * length_s)
         recorder().scheduled(f"worker-{os.getpid()}", start, start + int(length_s * 1e9), total)
+        self.schedule = (start, interval_ns, total)
         sleeper = Sleeper()  # to tens of microseconds, where gevent's timers say ~1 ms
-        sent = 0
-        while sent < total:
+        while self.dispatched < total:
             now = time.perf_counter_ns()
-            due = start + int(sent * interval_ns)
+            due = start + int(self.dispatched * interval_ns)
             if due > now:
                 sleeper.until(due)
                 continue
-            while due <= now and sent < total:
+            while due <= now and self.dispatched < total:
                 if self.idle:
-                    gevent.spawn_raw(self._serve, self.idle.popleft(), due)
+                    gevent.spawn_raw(self._serve, self.idle.popleft(), due, 0)
                 else:
-                    self.backlog.append(due)
-                sent += 1
-                due = start + int(sent * interval_ns)
+                    self.backlog.append((due, now))
+                self.dispatched += 1
+                due = start + int(self.dispatched * interval_ns)
         gevent.sleep(DRAIN_S + 60)  # done: Locust ends the run meanwhile
 
-    def _serve(self, virtual: VirtualUser, intended_ns: int) -> None:
-        while True:
-            virtual.step(intended_ns)
-            if not self.backlog:
-                self.idle.append(virtual)
-                return
-            intended_ns = self.backlog.popleft()
+    def _serve(self, virtual: VirtualUser, intended_ns: int, waited_ns: int) -> None:
+        try:
+            while True:
+                virtual.step(intended_ns, waited_ns)
+                if not self.backlog:
+                    return
+                intended_ns, queued_ns = self.backlog.popleft()
+                waited_ns = time.perf_counter_ns() - queued_ns
+        finally:
+            self.idle.append(virtual)  # whatever happened, the connection is free again
 
     def on_stop(self) -> None:
+        """What the schedule asked for and never got counts: each request still waiting
+        for a connection, or due and never dispatched, is an error timed to now; those
+        in flight fail when their connection closes, timed the same way."""
+        now = time.perf_counter_ns()
+        late = [due for due, _ in self.backlog]
+        if self.schedule is not None:
+            start, interval_ns, total = self.schedule
+            for index in range(self.dispatched, total):
+                due = start + int(index * interval_ns)
+                if due > now:
+                    break
+                late.append(due)
+        self.backlog.clear()
+        kept = recorder()
+        type_id = kept.type_id(UNFINISHED, "schedule")
+        for due in late:
+            kept.record(type_id, due, now, now, False)
         for virtual in self.virtual:
             virtual.stop()
+        gevent.sleep(0)  # let the requests in flight see their closed sockets and record

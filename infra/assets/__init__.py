@@ -28,7 +28,7 @@ def shipped_slo_file(argument: Path) -> Path:
     """An `--slo` argument as a file: a path that exists, else the SLO file of that name
     shipped with the package (`slo.yaml`, `slo-ci.yaml`, or `loadtests/slo.yaml` as
     the README writes it from a checkout)."""
-    if argument.exists():
-        return argument
+    if argument.exists() or argument.parent not in (Path(), Path("loadtests")):
+        return argument  # a path elsewhere is the user's: a typo must not pick ours
     shipped = LOADTESTS_DIR / argument.name
     return shipped if shipped.is_file() and argument.suffix == ".yaml" else argument

@@ -28,7 +28,7 @@ from docker.models.containers import Container
 from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount
 
 from infra.core.errors import DeploymentError
-from infra.core.plan import (
+from infra.core.plan_specs import (
     LABEL_NAME,
     LABEL_ROLE,
     LABEL_SPEC,
@@ -300,8 +300,8 @@ class LocalBackend:
             cap_add=list(job.cap_add) or None,
             security_opt=list(job.security_opt),
             network_mode=job.network or "none",
-            pids_limit=64,
-            mem_limit=64 * 1024 * 1024,
+            pids_limit=job.pids_limit,
+            mem_limit=job.memory_bytes,
         )
         self.api.create_container(
             job.image,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from infra.core.plan import ContainerSpec, JobSpec, MountSpec, Plan
+from infra.core.plan_specs import READY_TIMEOUT_S, ContainerSpec, JobSpec, MountSpec, Plan
 from infra.core.secrets import referenced, resolve
 from infra.core.sizes import to_mebibytes
 
@@ -166,7 +166,7 @@ class RedisDeployment(pulumi.ComponentResource):
             volumes=_volumes(job.mounts),
             uploads=uploads or None,
             labels=_labels(job.labels, docker.ContainerLabelArgs),
-            memory=64,
+            memory=to_mebibytes(job.memory_bytes),
             must_run=False,  # a job runs once and exits ...
             attach=True,  # ... and `pulumi up` waits for it
             logs=True,
@@ -228,7 +228,7 @@ class RedisDeployment(pulumi.ComponentResource):
             stop_timeout=spec.stop_grace_s,
             destroy_grace_seconds=spec.stop_grace_s,
             wait=True,  # `pulumi up` returns once the authenticated TLS health check passes
-            wait_timeout=90,
+            wait_timeout=READY_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=depends_on,

@@ -22,16 +22,16 @@ import pulumi
 from pulumi.runtime.config import get_config
 
 from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisDeploymentArgs
-from infra.core.certs import load_brought_files, load_generated
+from infra.core.certs import load_generated
+from infra.core.certs_brought import load_brought_files
 from infra.core.errors import ConfigError, Problem
+from infra.core.layout import single_engine_only
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
 from infra.core.secrets import password_problem
 from infra.core.topology import load_topology
-from infra.operations.deploy import single_engine_only
 
 NAMESPACE = "redis-infra"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def secret_config_key(secret_name: str) -> str:
@@ -104,7 +104,9 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     """Build the stack's component and export what clients need."""
     topology = load_stack_topology(config, stack)
     single_engine_only(topology)  # one Docker provider for now, whatever the plan's domains
-    tls_dir = PROJECT_ROOT / (config.get("tlsDir") or f"certs/{stack}")
+    # `pulumi up` runs the program in the project's folder (where Pulumi.yaml is): a
+    # relative tlsDir is relative to it, wherever this package is installed.
+    tls_dir = Path.cwd() / (config.get("tlsDir") or f"certs/{stack}")
     certs_fix = (
         f"run `redis-infra certs --topology {config.get('topology') or 'single'} "
         f"--name {topology.name} --out {tls_dir}` (same --set overrides as the stack)"
@@ -116,11 +118,9 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
         else load_generated(topology, tls_dir, certs_fix, addresses)
     )
     plan = build_plan(topology, bundle.certificates)
-    password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
-    password_names = sorted(
-        {*password_names, "app_password", "admin_password", "breakglass_password"}
+    secrets: dict[str, pulumi.Input[str]] = dict(
+        password_outputs(config, plan.password_names, stack)
     )
-    secrets: dict[str, pulumi.Input[str]] = dict(password_outputs(config, password_names, stack))
     for name, pem in bundle.private_keys.items():
         secrets[name] = pulumi.Output.secret(pem)
     component = COMPONENTS[topology.kind.value](topology.name, RedisDeploymentArgs(plan, secrets))

@@ -1,9 +1,8 @@
 """TLS material: a CA, one server certificate per node, one client certificate.
 
-Generated with `cryptography` (ECDSA P-256), or brought by the user and checked:
-files exist, each key matches its certificate, certificates chain to the CA and
-cover every name and address clients and peers use. Private keys are written 0600
-and only ever handed to backends as secrets.
+Generated with `cryptography` (ECDSA P-256); certificates the user brings are
+checked and loaded in `certs_brought`, with the inspection helpers defined here.
+Private keys are written 0600 and only ever handed to backends as secrets.
 """
 
 from __future__ import annotations
@@ -64,14 +63,12 @@ def required_names(
         shared.append(host_ip)
     fixed = addresses or {}
     return {
-        node.name: _unique(
-            [node.name, *([fixed[node.name]] if node.name in fixed else []), *shared]
-        )
+        node.name: unique([node.name, *([fixed[node.name]] if node.name in fixed else []), *shared])
         for node in nodes(topology)
     }
 
 
-def _unique(values: list[str]) -> list[str]:
+def unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
@@ -141,7 +138,7 @@ def _load_or_create_ca(
             x509.NameAttribute(NameOID.COMMON_NAME, f"redis-infra CA ({name})"),
         ]
     )
-    now = _now()
+    now = now_utc()
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -205,11 +202,11 @@ def _load_ca(
             f"cannot be read ({exc})",
             f"restore it from your backup; {replace}",
         ) from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not _same_key(cert, key):
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not same_key(cert, key):
         raise ConfigError.single(
             str(key_path), "ca.key", f"does not belong to {cert_path}", replace
         )
-    if _remaining(cert) <= RENEW_BEFORE:
+    if remaining(cert) <= RENEW_BEFORE:
         raise ConfigError.single(
             str(cert_path),
             "ca.crt",
@@ -247,7 +244,7 @@ def _issue(
     key_path: Path,
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
+    now = now_utc()
     # Server certificates are also client certificates: nodes present them to each
     # other for replication, the Sentinel links and the cluster bus.
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -309,25 +306,25 @@ def _usable_leaf(
     except ValueError:
         return False
     return (
-        _same_key(cert, key)
-        and _signed_by(cert, ca_cert)
-        and _remaining(cert) > RENEW_BEFORE
-        and not _missing_names(cert, names)
+        same_key(cert, key)
+        and signed_by(cert, ca_cert)
+        and remaining(cert) > RENEW_BEFORE
+        and not missing_names(cert, names)
     )
 
 
 # -- checks (generated and brought files alike) ----------------------------------------
 
 
-def _now() -> dt.datetime:
+def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _remaining(cert: x509.Certificate) -> dt.timedelta:
-    return cert.not_valid_after_utc - _now()
+def remaining(cert: x509.Certificate) -> dt.timedelta:
+    return cert.not_valid_after_utc - now_utc()
 
 
-def _same_key(cert: x509.Certificate, key: object) -> bool:
+def same_key(cert: x509.Certificate, key: object) -> bool:
     public = getattr(key, "public_key", None)
     if public is None:
         return False
@@ -335,7 +332,7 @@ def _same_key(cert: x509.Certificate, key: object) -> bool:
     return bool(public().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt))
 
 
-def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
@@ -343,7 +340,7 @@ def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     return True
 
 
-def _missing_names(cert: x509.Certificate, names: list[str]) -> list[str]:
+def missing_names(cert: x509.Certificate, names: list[str]) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -355,117 +352,15 @@ def _missing_names(cert: x509.Certificate, names: list[str]) -> list[str]:
         try:
             covered = str(ipaddress.ip_address(name)) in ips
         except ValueError:
-            covered = name.lower() in dns or _wildcard_covers(dns, name.lower())
+            covered = name.lower() in dns or wildcard_covers(dns, name.lower())
         if not covered:
             missing.append(name)
     return missing
 
 
-def _wildcard_covers(dns: set[str], name: str) -> bool:
+def wildcard_covers(dns: set[str], name: str) -> bool:
     _, _, rest = name.partition(".")
     return bool(rest) and f"*.{rest}" in dns
-
-
-def check_brought_files(
-    topology: Topology, addresses: Mapping[str, str] | None = None
-) -> list[Problem]:
-    """Problems with user-supplied TLS files: unreadable, mismatched, untrusted or too narrow."""
-    files = topology.tls.files
-    if files is None:
-        return []
-    problems: list[Problem] = []
-    loaded: dict[str, object] = {}
-    clients = files.client_cert_file is not None
-    for field in ("ca_file", "cert_file", *(("client_cert_file",) if clients else ())):
-        path = getattr(files, field)
-        try:
-            loaded[field] = x509.load_pem_x509_certificate(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            problems.append(
-                Problem(
-                    f"tls.{field}",
-                    f"{path} is not a PEM certificate ({exc})",
-                    "point it at a PEM-encoded X.509 certificate",
-                )
-            )
-    for field in ("key_file", *(("client_key_file",) if clients else ())):
-        path = getattr(files, field)
-        try:
-            loaded[field] = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            problems.append(
-                Problem(
-                    f"tls.{field}",
-                    f"{path} is not an unencrypted PEM private key ({exc})",
-                    "point it at the PEM key (Redis cannot read passphrase-protected keys)",
-                )
-            )
-    if problems:
-        return problems
-    ca = loaded["ca_file"]
-    server = loaded["cert_file"]
-    assert isinstance(ca, x509.Certificate) and isinstance(server, x509.Certificate)
-    pairs: list[tuple[str, x509.Certificate, str]] = [("cert_file", server, "key_file")]
-    if clients:
-        client = loaded["client_cert_file"]
-        assert isinstance(client, x509.Certificate)
-        pairs.append(("client_cert_file", client, "client_key_file"))
-    for cert_field, cert, key_field in pairs:
-        if not _same_key(cert, loaded[key_field]):
-            problems.append(
-                Problem(
-                    f"tls.{key_field}",
-                    f"does not belong to tls.{cert_field}",
-                    f"use the key generated together with {getattr(files, cert_field)}",
-                )
-            )
-        if not _signed_by(cert, ca):
-            problems.append(
-                Problem(
-                    f"tls.{cert_field}",
-                    "is not signed by tls.ca_file",
-                    "issue it from that CA, or set ca_file to the CA that issued it",
-                )
-            )
-        if _remaining(cert) <= dt.timedelta(0):
-            problems.append(Problem(f"tls.{cert_field}", "has expired", "issue a new certificate"))
-    wanted = sorted(
-        {name for names in required_names(topology, addresses).values() for name in names}
-    )
-    missing = _missing_names(server, wanted)
-    if missing:
-        problems.append(
-            Problem(
-                "tls.cert_file",
-                f"its subject alternative names do not cover {', '.join(missing)}, which clients "
-                "and peers use to reach the nodes",
-                "re-issue it with those names, or drop the tls.*_file settings "
-                "to have certificates generated",
-            )
-        )
-    return problems
-
-
-def load_brought_files(topology: Topology, addresses: Mapping[str, str] | None = None) -> TlsBundle:
-    """The user's TLS files as a bundle, after `check_brought_files` found no problem
-    (now also with the nodes' fixed addresses, known once the subnet is chosen)."""
-    files = topology.tls.files
-    assert files is not None
-    problems = check_brought_files(topology, addresses)
-    if problems:
-        raise ConfigError(topology.source, problems)
-    server_pem = files.cert_file.read_text()
-    key_pem = files.key_file.read_text()
-    node_names = [node.name for node in nodes(topology)]
-    keys = {tls_key_ref(node).name: key_pem for node in node_names}
-    certificates = CertificateSet(
-        ca_pem=files.ca_file.read_text(),
-        server_pems=dict.fromkeys(node_names, server_pem),
-        ca_file=files.ca_file,
-        client_cert_file=files.client_cert_file,
-        client_key_file=files.client_key_file,
-    )
-    return TlsBundle(certificates, keys)
 
 
 def load_generated(
@@ -510,12 +405,3 @@ def load_generated(
         client_key_file=(directory / "client.key").resolve() if wanted else None,
     )
     return TlsBundle(certificates, keys)
-
-
-def tls_bundle(
-    topology: Topology, directory: Path, addresses: Mapping[str, str] | None = None
-) -> TlsBundle:
-    """The user's files when the topology names them, else generated ones under `directory`."""
-    if topology.tls.files is not None:
-        return load_brought_files(topology, addresses)
-    return ensure_certificates(topology, directory, addresses)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.core.errors import ConfigError
-from infra.core.plan import Outputs
+from infra.core.plan_specs import Outputs
 from infra.core.private_files import check_private_file, write_private_json
 
 APP_ROLE = "app"

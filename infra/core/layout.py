@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from infra.core.errors import ConfigError
 from infra.core.model import Kind, Topology
 
 
@@ -90,3 +91,16 @@ def data_nodes(topology: Topology) -> list[Node]:
 def master_node(topology: Topology) -> Node:
     """The node that starts as master (single and Sentinel kinds)."""
     return next(node for node in nodes(topology) if node.role is Role.MASTER)
+
+
+def single_engine_only(topology: Topology) -> None:
+    """Placement over several Docker hosts is recorded in the plan, not deployed yet."""
+    domains = sorted({node.domain for node in nodes(topology) if node.domain})
+    if len(domains) > 1:
+        raise ConfigError.single(
+            topology.source,
+            "cluster.failure_domains",
+            f"{domains}: this backend deploys to one Docker engine, so every node would "
+            "share one failure domain whatever the plan says",
+            "use failure_domains: [local] (one host); multi-host placement is not built yet",
+        )

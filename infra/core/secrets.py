@@ -40,7 +40,20 @@ def password_ref(role: str) -> SecretRef:
 
 
 def tls_key_ref(node: str) -> SecretRef:
-    return SecretRef(f"tls_key:{node}")
+    return SecretRef(f"{TLS_KEY_PREFIX}{node}")
+
+
+TLS_KEY_PREFIX = "tls_key:"
+# The connection file (app), the operator's (admin) and break-glass file need these
+# passwords even where no rendered file refers to them.
+FILE_ROLES = ("app", "admin", "breakglass")
+
+
+def password_names(secret_names: Iterable[str]) -> list[str]:
+    """The passwords a backend must provide for a plan referring to `secret_names`:
+    every referenced one that is not a private key, and those the credential files hold."""
+    passwords = {name for name in secret_names if not name.startswith(TLS_KEY_PREFIX)}
+    return sorted(passwords | {password_ref(role).name for role in FILE_ROLES})
 
 
 def referenced(texts: Iterable[str]) -> set[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from infra.assets import TOPOLOGIES_DIR
-from infra.core.certs import check_brought_files
+from infra.core.certs_brought import check_brought_files
 from infra.core.errors import ConfigError
 from infra.core.model import (
     Kind,

@@ -163,6 +163,7 @@ def locust_environment(plan: LoadPlan, summary_file: Path, timeline_file: Path) 
         "PYTHONPATH": str(LOCUSTFILE.parent.parent),
     }
     env["REDIS_INFRA_DURATION_S"] = str(plan.duration_s)
+    env["REDIS_INFRA_PROCESSES"] = str(plan.processes)
     if plan.rate:
         env["REDIS_INFRA_RATE"] = str(plan.rate)
         env["REDIS_INFRA_RATE_PER_PROCESS"] = str(plan.rate / plan.processes)

@@ -25,7 +25,7 @@ from infra.backends.local import (
     JobResult,
     LocalBackend,
 )
-from infra.core.certs import tls_bundle
+from infra.core.certs_brought import tls_bundle
 from infra.core.connection import (
     ConnectionInfo,
     TlsPaths,
@@ -33,22 +33,13 @@ from infra.core.connection import (
     read_connection_file,
 )
 from infra.core.errors import ConfigError, DeploymentError
-from infra.core.layout import nodes
+from infra.core.layout import single_engine_only
 from infra.core.model import Topology
-from infra.core.plan import (
-    LABEL_ROLE,
-    JobKind,
-    JobSpec,
-    Plan,
-    build_plan,
-    fixed_addresses,
-    needs_fixed_addresses,
-)
+from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
+from infra.core.plan_specs import LABEL_ROLE, READY_TIMEOUT_S, JobKind, JobSpec, Plan
 from infra.operations.observe_sentinel import node_role
 from infra.operations.readiness import wait_for_ping, wait_topology_ready
 from infra.operations.state import StateDir, default_state_dir, port_in_use
-
-READY_TIMEOUT_S = 90.0
 
 
 class DeploymentDiffersError(DeploymentError):
@@ -102,10 +93,7 @@ def prepare(
     # Certificates cover the fixed addresses too: Sentinel announces masters by address.
     bundle = tls_bundle(topology, state.tls_dir, fixed_addresses(topology, subnet))
     plan = build_plan(topology, bundle.certificates, subnet)
-    password_names = [name for name in plan.secret_names if not name.startswith("tls_key:")]
-    # Credentials of the connection and operator files, even if no file refers to them.
-    wanted = sorted({*password_names, "app_password", "admin_password", "breakglass_password"})
-    secrets = {**state.secrets(wanted), **bundle.private_keys}
+    secrets = {**state.secrets(plan.password_names), **bundle.private_keys}
     missing = sorted(set(plan.secret_names) - set(secrets))
     if missing:  # pragma: no cover - a renderer referring to a secret nobody provides
         raise DeploymentError(f"plan refers to secrets nobody provides: {', '.join(missing)}")
@@ -120,19 +108,6 @@ def prepare(
     )
     info = build_connection_info(plan.outputs, tls, secrets, host_ports, topology.settings)
     return Prepared(topology, state, plan, secrets, host_ports, info)
-
-
-def single_engine_only(topology: Topology) -> None:
-    """Placement over several Docker hosts is recorded in the plan, not deployed yet."""
-    domains = sorted({node.domain for node in nodes(topology) if node.domain})
-    if len(domains) > 1:
-        raise ConfigError.single(
-            topology.source,
-            "cluster.failure_domains",
-            f"{domains}: this backend deploys to one Docker engine, so every node would "
-            "share one failure domain whatever the plan says",
-            "use failure_domains: [local] (one host); multi-host placement is not built yet",
-        )
 
 
 def state_dir_for(name: str, inventory: Inventory) -> Path:

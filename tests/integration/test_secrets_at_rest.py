@@ -20,7 +20,7 @@ import pytest
 
 from infra.backends.local import LocalBackend
 from infra.core.errors import ConfigError
-from infra.core.plan import JobSpec
+from infra.core.plan_specs import JobSpec
 from infra.core.topology import load_topology
 from infra.operations.client import node_client
 from infra.operations.deploy import Prepared, down, prepare, up

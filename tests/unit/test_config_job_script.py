@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.core.plan import CONFIG_JOB_FUNCTIONS
+from infra.core.plan_jobs import CONFIG_JOB_FUNCTIONS
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 

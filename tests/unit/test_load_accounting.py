@@ -8,7 +8,8 @@ import pytest
 
 from infra.core.errors import ConfigError
 from infra.load.runner import LoadPlan, fault_window
-from loadtests.recording import Recorder
+from loadtests.recording import UNFINISHED, Recorder
+from loadtests.scenarios import PROFILES, mix
 from loadtests.slo import (
     EXIT_INCONCLUSIVE,
     EXIT_MISSED,
@@ -199,3 +200,82 @@ def test_server_histograms_add_up_across_nodes_with_different_buckets() -> None:
     assert figures["calls"] == 350
     assert figures["p50_us_at_most"] == 1  # 200 of the 350 calls took at most 1 us
     assert figures["p99_us_at_most"] == 4  # b's slow call is from before the run
+
+
+def _scheduled(recorder: Recorder, workers: int, rate_per_worker: float, seconds: float) -> None:
+    for worker in range(workers):
+        start = 1_000_000_000 + worker * 300_000_000  # processes start a moment apart
+        recorder.scheduled(
+            f"w{worker}", start, start + int(seconds * 1e9), int(rate_per_worker * seconds)
+        )
+
+
+def test_waiting_for_a_connection_is_the_response_time_not_the_generators_lag() -> None:
+    """Redis slow enough that requests queue for a free connection: the application
+    waits (response time), but the generator was on time, so the gate must not say
+    "inconclusive" for what is a missed target."""
+    recorder = Recorder()
+    kind = recorder.type_id("session.read", "session")
+    for i in range(1000):
+        intended = 1_000_000_000 + i * 1000 * US
+        waited = 30_000 * US  # 30 ms queued behind busy connections
+        sent = intended + waited + 50 * US  # the dispatcher itself was 50 us late
+        recorder.record(kind, intended, sent, sent + 2000 * US, True, waited)
+    recorder.fold()
+    summary = recorder.summary(seconds=1.0, workers=1)
+    assert 49 <= summary["start_lag"]["p99_us"] <= 51
+    assert summary["request_types"]["session.read"]["response"]["p50_us"] > 32_000
+
+
+def test_requests_that_never_finished_count_as_errors_and_against_completion() -> None:
+    recorder = _recorded([40] * 990)
+    late = recorder.type_id(UNFINISHED, "schedule")
+    for i in range(10):  # the slowest 1%: still queued when the run stopped
+        recorder.record(late, 1_000_000_000 + i * US, 2_000_000_000, 2_000_000_000, False)
+    recorder.fold()
+    _scheduled(recorder, 1, 1000, 1.0)
+    total = recorder.summary(seconds=1.0, workers=1)["total"]
+    assert total["unfinished"] == 10 and total["errors"] == 10
+    assert total["completed_share"] == 0.99
+    assert total["response"]["p999_us"] > 900_000  # the worst are not dropped
+
+
+def test_the_gate_checks_every_process_kept_the_schedule_the_targets_hold_at(
+    tmp_path: Path,
+) -> None:
+    slo = load_slo(_slo(tmp_path, "rate: 600\ndefault:\n  p99_ms: 50\n"))
+    recorder = _recorded([40] * 600)
+    _scheduled(recorder, 1, 300, 2.0)  # one of two processes started its schedule
+    summary = recorder.summary(seconds=2.0, workers=1)
+    summary["expected_workers"] = 2
+    reasons = judge(summary, slo, 600).reasons
+    assert any("1 of 2 worker processes kept a schedule" in r for r in reasons)
+    assert any("asked for 300 requests/s, not the 600" in r for r in reasons)
+    # Both kept it, 0.3 s apart: each at its own rate, the sum is the target.
+    both = _recorded([40] * 1200)
+    _scheduled(both, 2, 300, 2.0)
+    judged = judge(both.summary(seconds=2.3, workers=2), slo, 600)
+    assert judged.code == EXIT_PASSED, judged.reasons
+    # The targets hold at 600/s: a run at 300/s is not evidence for them.
+    assert (
+        "while the SLO file's targets hold at 600/s"
+        in judge(both.summary(2.3, 2), slo, 300).reasons[-1]
+    )
+
+
+def test_a_target_on_something_the_run_never_measured_judges_nothing(tmp_path: Path) -> None:
+    slo = load_slo(_slo(tmp_path, "sesion.read:\n  p99_ms: 5\n"))  # a typo
+    reasons = judge(_recorded([40] * 1000).summary(1.0, 1), slo, 1000).reasons
+    assert reasons and "'sesion.read' names no request type or scenario" in reasons[0]
+
+
+def test_a_harness_failure_is_never_a_pass(tmp_path: Path) -> None:
+    verdict = judge(_recorded([40] * 1000).summary(1.0, 1), None, 1000, ["a user raised"])
+    assert verdict.code == EXIT_INCONCLUSIVE and verdict.reasons == ["a user raised"]
+
+
+@pytest.mark.parametrize("connections", [6, 7, 10, 20])
+def test_the_mixed_profile_runs_every_scenario(connections: int) -> None:
+    chosen = mix("mixed", connections)
+    assert len(chosen) == connections
+    assert set(chosen) == set(PROFILES["mixed"])

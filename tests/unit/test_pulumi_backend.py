@@ -294,3 +294,16 @@ def test_the_connection_output_names_the_application_user_only(certs_dir: Path) 
 
     program()
     assert seen["users"] == {"app": "app"}  # operators: the operatorCredentials output
+
+
+def test_a_relative_tls_dir_is_the_project_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pulumi up` runs the program in the project's folder, wherever the package is
+    installed: `tlsDir: certs/dev` means <project>/certs/dev."""
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), tmp_path / "certs/dev")
+    monkeypatch.chdir(tmp_path)
+    _configure("dev", "single", Path("certs/dev"), PASSWORDS)
+    mocks = RecordingMocks()
+    _run(mocks, "dev")
+    assert mocks.of_type("docker:index/container:Container")  # found, so it deployed

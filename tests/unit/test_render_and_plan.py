@@ -15,7 +15,8 @@ from infra.core.certs import CertificateSet
 from infra.core.errors import ConfigError
 from infra.core.layout import Role, nodes
 from infra.core.model import Topology
-from infra.core.plan import LABEL_NAME, LABEL_SPEC, JobKind, Plan, build_plan
+from infra.core.plan import build_plan
+from infra.core.plan_specs import LABEL_NAME, LABEL_SPEC, JobKind, Plan
 from infra.core.render import SECRET_MODE, render_topology
 from infra.core.secrets import referenced, resolve
 from tests.unit.conftest import TopologyFactory

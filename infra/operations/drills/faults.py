@@ -7,6 +7,8 @@ import contextlib
 import docker
 import docker.errors
 
+from infra.core.plan_specs import LABEL_ROLE
+
 
 class Faults:
     """Docker-level faults on the containers of one deployment."""
@@ -80,7 +82,7 @@ class Faults:
             cap_drop=["ALL"],
             user="0:0",
             remove=True,
-            labels={"redis-infra.role": "drill-helper"},
+            labels={LABEL_ROLE: "drill-helper"},
         )
 
     def _subnet(self) -> str:
