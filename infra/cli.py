@@ -18,6 +18,7 @@ from infra.cli_commands import (
     EXIT_FAILED,
     cmd_bench,
     cmd_certs,
+    cmd_connection,
     cmd_down,
     cmd_drill,
     cmd_image_build,
@@ -36,17 +37,22 @@ from infra.core.plan_specs import READY_TIMEOUT_S
 
 def _add_topology_options(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
     parser.add_argument(
-        "--topology",
-        "-t",
-        required=True,
-        help="kind (single, sentinel, cluster) or a topology .yaml file",
-    )
-    parser.add_argument(
         "--name",
         "-n",
         required=name_required,
         default="redis",
         help="deployment name: prefix of every container, network and volume",
+    )
+    _add_topology_source_options(parser)
+
+
+def _add_topology_source_options(parser: argparse.ArgumentParser) -> None:
+    """What a topology is made of: its file, the image, overrides."""
+    parser.add_argument(
+        "--topology",
+        "-t",
+        required=True,
+        help="kind (single, sentinel, cluster) or a topology .yaml file",
     )
     parser.add_argument("--image", help="Redis image reference (overrides the topology's image)")
     parser.add_argument(
@@ -123,10 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_scale)
 
     p = commands.add_parser("measure-up", help="time bring-up from scratch, N runs (median)")
-    p.add_argument("--topology", "-t", required=True)
+    _add_topology_source_options(p)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--image")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     p.set_defaults(handler=cmd_measure_up)
 
@@ -187,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_topology_options(p, name_required=False)
     p.add_argument("--out", type=Path, required=True, help="directory to write into")
     p.set_defaults(handler=cmd_render)
+
+    p = commands.add_parser(
+        "connection", help="write a Pulumi stack's connection files (run in the project folder)"
+    )
+    p.add_argument("--from-stack", required=True, metavar="STACK", help="the Pulumi stack")
+    p.add_argument("--out", type=Path, required=True, help="folder for the files (made 0700)")
+    p.set_defaults(handler=cmd_connection)
 
     p = commands.add_parser("certs", help="generate a CA, node and client certificates")
     _add_topology_options(p, name_required=True)

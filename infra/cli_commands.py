@@ -12,7 +12,8 @@ from typing import Any
 
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import ConfigError
-from infra.core.model import Topology
+from infra.core.model import Kind, Topology
+from infra.operations.readiness import READY_MEANS
 from infra.operations.reports import write_json
 
 EXIT_OK = 0
@@ -73,11 +74,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     timing = f"  bring-up: {result.seconds_total:.2f} s total"
     if result.seconds_start_to_ready is not None:
-        ready = {
-            "single": "authenticated TLS PING",
-            "sentinel": "TLS PING on every node, group converged",
-            "cluster": "cluster formed, all slots served, every replica linked",
-        }[info.topology]
+        ready = READY_MEANS[Kind(info.topology)]
         timing += f", {result.seconds_start_to_ready:.2f} s from container start to ready ({ready})"
     print(timing)
     first = info.data_nodes()[0]
@@ -195,7 +192,8 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
         write_json(args.json, report)
     print(
         f"{args.topology}: bring-up median {report['median_seconds_total']:.2f} s total, "
-        f"{report['median_seconds_start_to_ready']:.2f} s container start -> TLS PING, "
+        f"{report['median_seconds_start_to_ready']:.2f} s container start -> ready "
+        f"({READY_MEANS[Kind(report['kind'])]}), "
         f"down {report['median_seconds_down']:.2f} s ({args.runs} runs)"
     )
     return EXIT_OK
@@ -344,6 +342,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"redis-benchmark -c 1 p50 {alone['p50_ms'] * 1000:.0f} us"
                 + (f"; redis-py paced at the rate p50 {paced['p50_us']:.0f} us" if paced else "")
             )
+    verdict = result.slo_run.get("verdict") or {}
+    if verdict.get("status") == "inconclusive":  # then its figures include the generator
+        print(f"the fixed-rate run was inconclusive: {'; '.join(verdict['reasons'])}")
     print(
         "ratios (ours / anchor): "
         + ", ".join(f"{key} {value}" for key, value in result.ratios.items())
@@ -361,6 +362,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"rendered {len(plan.containers)} node(s) of '{plan.name}' into {args.out} "
         "(secrets appear as <<secret:NAME>> placeholders)"
     )
+    return EXIT_OK
+
+
+def cmd_connection(args: argparse.Namespace) -> int:
+    from infra.operations.stack_connection import write_stack_connection
+
+    connection = write_stack_connection(args.from_stack, args.out)
+    print(f"wrote {connection} and the operator files beside it (0600)")
+    print(f"  redis-infra verify --name NAME --connection {connection}")
     return EXIT_OK
 
 

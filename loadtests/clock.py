@@ -58,7 +58,8 @@ class Sleeper:
             _Timespec(0, 0), _Timespec(moment_ns // 1_000_000_000, moment_ns % 1_000_000_000)
         )
         if self._libc.timerfd_settime(self._fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None):
-            gevent.sleep(0)  # could not arm it: do not spin
+            # Could not arm it: gevent's own timer, late by up to a millisecond.
+            gevent.sleep(max(0.0, (moment_ns - time.perf_counter_ns()) / 1e9))
             return
         get_hub().wait(self._watcher)
         with contextlib.suppress(BlockingIOError):

@@ -15,7 +15,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$repo/.venv/bin/pip" wheel -q --no-deps --wheel-dir "$work/dist" "$repo"
+# From a copy of the tracked files only: a build/ folder left in the checkout by an
+# earlier build could otherwise slip stale modules into the wheel.
+mkdir "$work/src"
+(cd "$repo" && git ls-files -z | xargs -0 cp -P --parents -t "$work/src")
+"$repo/.venv/bin/pip" wheel -q --no-deps --wheel-dir "$work/dist" "$work/src"
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/dist/redis_infra-*.whl 2>&1 \
   | { grep -v "^WARNING: Location .* is ignored" || true; }

@@ -147,7 +147,8 @@ def build_rootfs(manifest_path: Path = MANIFEST) -> tuple[bytes, str]:
     archive.file("/etc/group", f"root:x:0:\nredis:x:{REDIS_UID}:\n".encode())
     archive.file("/etc/nsswitch.conf", b"hosts: files dns\n")
     for target, source in sorted((manifest.get("files") or {}).items()):
-        archive.file(target, Path(source).read_bytes())
+        # Relative to the manifest, wherever it is installed, not to the current folder.
+        archive.file(target, (manifest_path.parent / source).read_bytes())
     redis_version = (versions.get("redis-tools") or "").split(":")[-1]
     return archive.close(), redis_version
 

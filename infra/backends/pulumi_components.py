@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_docker as docker
 
+from infra.core.connection import TlsPaths, build_connection_info, pinned_host_ports
 from infra.core.plan_specs import READY_TIMEOUT_S, ContainerSpec, JobSpec, MountSpec, Plan
 from infra.core.secrets import referenced, resolve
 from infra.core.sizes import to_mebibytes
@@ -36,6 +37,7 @@ class RedisDeploymentArgs:
     plan: Plan
     # Secret name (app_password, tls_key:<node>, ...) -> its value as a secret Output.
     secrets: Mapping[str, pulumi.Input[str]]
+    tls: TlsPaths  # where clients on this machine find the CA and client certificate
 
 
 class JobFailedError(Exception):
@@ -126,7 +128,16 @@ class RedisDeployment(pulumi.ComponentResource):
         for job, spec in zip(self.bootstrap_jobs, plan.bootstrap_jobs, strict=True):
             pulumi.Output.all(job.exit_code, job.container_logs).apply(_check_job(spec.name))
 
-        self.connection = pulumi.Output.from_input(_connection_output(plan))
+        # The application's connection file, exactly as `redis-infra up` writes it (one
+        # writer for both): secret, since it holds the application's password.
+        def connection_file(password: str) -> dict[str, Any]:
+            return build_connection_info(
+                plan.outputs, args.tls, {"app_password": password}, pinned_host_ports(plan.outputs)
+            ).to_json()
+
+        self.connection: pulumi.Output[dict[str, Any]] = pulumi.Output.secret(
+            pulumi.Output.from_input(args.secrets["app_password"]).apply(connection_file)
+        )
         self.register_outputs({"connection": self.connection, "network": plan.outputs.network})
 
     # -- translation --------------------------------------------------------------------
@@ -262,36 +273,3 @@ COMPONENTS: dict[str, type[RedisDeployment]] = {
     "sentinel": RedisSentinel,
     "cluster": RedisCluster,
 }
-
-
-def _connection_output(plan: Plan) -> dict[str, Any]:
-    """The connection details clients need (passwords are separate secret outputs)."""
-    outputs = plan.outputs
-    nodes = []
-    for endpoint in outputs.endpoints:
-        published = endpoint.published
-        nodes.append(
-            {
-                "name": endpoint.name,
-                "container": endpoint.container,
-                "role": endpoint.role,
-                "host": published.host_ip if published else None,
-                "port": published.host_port if published else None,
-                "internal": f"{endpoint.internal_host}:{endpoint.internal_port}",
-            }
-        )
-    data: dict[str, Any] = {
-        "name": outputs.name,
-        "topology": outputs.kind,
-        "network": outputs.network,
-        "users": {"app": outputs.users["app"]},  # operators: the operatorCredentials output
-        "nodes": nodes,
-    }
-    if outputs.service_name:
-        data["sentinel"] = {
-            "service_name": outputs.service_name,
-            "sentinels": [n for n in nodes if n["role"] == "sentinel"],
-        }
-    if outputs.kind == "cluster":
-        data["cluster"] = {"startup_nodes": [n for n in nodes if n["role"] != "sentinel"]}
-    return data

@@ -9,8 +9,11 @@ Stack config (Pulumi.<stack>.yaml), namespace `redis-infra`:
     [, sentinelPassword]
                   secrets, set with `pulumi config set --secret`
 
-Outputs: `connection` (what applications need), `appPassword`, and, for operators
-only, `operatorCredentials` and `breakglassCredentials` (all three secret).
+Outputs, all secret: `connection`, the application's connection file exactly as
+`redis-infra up` writes it (the application's credentials only); for operators,
+`operatorFile` and `breakglassFile`, the operator.json and breakglass.json beside
+it; `appPassword`. `redis-infra connection --from-stack STACK` writes the three
+files, so verify, drill, load and status work on a Pulumi-made deployment.
 """
 
 from __future__ import annotations
@@ -24,10 +27,22 @@ from pulumi.runtime.config import get_config
 from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisDeploymentArgs
 from infra.core.certs import load_generated
 from infra.core.certs_brought import load_brought_files
+from infra.core.connection import (
+    BREAKGLASS_OUTPUT,
+    BREAKGLASS_ROLE,
+    CONNECTION_OUTPUT,
+    OPERATOR_OUTPUT,
+    OPERATOR_ROLE,
+    TlsPaths,
+    build_connection_info,
+    pinned_host_ports,
+    tls_paths,
+)
 from infra.core.errors import ConfigError, Problem
 from infra.core.layout import single_engine_only
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
+from infra.core.plan_specs import Plan
 from infra.core.secrets import password_problem
 from infra.core.topology import load_topology
 
@@ -123,24 +138,40 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     )
     for name, pem in bundle.private_keys.items():
         secrets[name] = pulumi.Output.secret(pem)
-    component = COMPONENTS[topology.kind.value](topology.name, RedisDeploymentArgs(plan, secrets))
-    pulumi.export("connection", component.connection)
+    component = COMPONENTS[topology.kind.value](
+        topology.name, RedisDeploymentArgs(plan, secrets, tls_paths(bundle.certificates))
+    )
+    pulumi.export(CONNECTION_OUTPUT, component.connection)
     pulumi.export("caFile", str(bundle.certificates.ca_file))
     if bundle.certificates.client_cert_file:
         pulumi.export("clientCertFile", str(bundle.certificates.client_cert_file))
         pulumi.export("clientKeyFile", str(bundle.certificates.client_key_file))
     pulumi.export("appPassword", secrets["app_password"])
     # Operator credentials are separate outputs: the application's never include them.
-    for output, role in (("operatorCredentials", "admin"), ("breakglassCredentials", "breakglass")):
-        pulumi.export(output, _credentials(plan.outputs.users[role], secrets[f"{role}_password"]))
+    tls = tls_paths(bundle.certificates)
+    for output, role in ((OPERATOR_OUTPUT, OPERATOR_ROLE), (BREAKGLASS_OUTPUT, BREAKGLASS_ROLE)):
+        pulumi.export(
+            output, _role_file(plan, tls, role, secrets[f"{role}_password"], topology.settings)
+        )
     return component
 
 
-def _credentials(username: str, password: pulumi.Input[str]) -> pulumi.Output[dict[str, str]]:
-    def pair(value: str) -> dict[str, str]:
-        return {"username": username, "password": value}
+def _role_file(
+    plan: Plan, tls: TlsPaths, role: str, password: pulumi.Input[str], settings: dict[str, Any]
+) -> pulumi.Output[dict[str, Any]]:
+    """operator.json or breakglass.json, as `redis-infra up` writes them."""
 
-    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(pair))
+    def role_file(value: str) -> dict[str, Any]:
+        info = build_connection_info(
+            plan.outputs,
+            tls,
+            {f"{role}_password": value},
+            pinned_host_ports(plan.outputs),
+            settings,
+        )
+        return info.role_json(role, with_settings=role == OPERATOR_ROLE)
+
+    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(role_file))
 
 
 def main() -> None:

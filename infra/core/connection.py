@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from infra.core.certs import CertificateSet
 from infra.core.errors import ConfigError
 from infra.core.plan_specs import Outputs
 from infra.core.private_files import check_private_file, write_private_json
@@ -22,8 +24,13 @@ from infra.core.private_files import check_private_file, write_private_json
 APP_ROLE = "app"
 OPERATOR_ROLE = "admin"
 BREAKGLASS_ROLE = "breakglass"
+CONNECTION_FILE = "connection.json"
 OPERATOR_FILE = "operator.json"
 BREAKGLASS_FILE = "breakglass.json"
+# The Pulumi stack's outputs that hold these files (the application's: `connection`).
+CONNECTION_OUTPUT = "connection"
+OPERATOR_OUTPUT = "operatorFile"
+BREAKGLASS_OUTPUT = "breakglassFile"
 
 
 @dataclass(frozen=True)
@@ -170,16 +177,37 @@ class ConnectionInfo:
         write_private_json(directory / BREAKGLASS_FILE, self.role_json(BREAKGLASS_ROLE))
 
 
+def tls_paths(certificates: CertificateSet) -> TlsPaths:
+    """Where a client finds the CA and, where the topology asks one, its certificate."""
+    return TlsPaths(
+        ca_file=str(certificates.ca_file),
+        cert_file=str(certificates.client_cert_file) if certificates.client_cert_file else None,
+        key_file=str(certificates.client_key_file) if certificates.client_key_file else None,
+    )
+
+
+def pinned_host_ports(outputs: Outputs) -> dict[str, int]:
+    """The host ports a plan fixes itself (a stack's publish.base_port)."""
+    return {
+        endpoint.name: endpoint.published.host_port
+        for endpoint in outputs.endpoints
+        if endpoint.published is not None and endpoint.published.host_port is not None
+    }
+
+
 def build_connection_info(
     outputs: Outputs,
     tls: TlsPaths,
-    passwords: dict[str, str],
-    host_ports: dict[str, int],
+    passwords: Mapping[str, str],
+    host_ports: Mapping[str, int],
     settings: dict[str, Any] | None = None,
 ) -> ConnectionInfo:
+    """Who may connect to what, and how: the one source of every backend's connection
+    file (`to_json`). `passwords` holds the roles to include (app, admin, breakglass)."""
     users = {
         role: Credentials(outputs.users[role], passwords[f"{role}_password"])
         for role in (APP_ROLE, OPERATOR_ROLE, BREAKGLASS_ROLE)
+        if f"{role}_password" in passwords
     }
     nodes = []
     for endpoint in outputs.endpoints:

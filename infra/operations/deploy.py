@@ -28,9 +28,9 @@ from infra.backends.local import (
 from infra.core.certs_brought import tls_bundle
 from infra.core.connection import (
     ConnectionInfo,
-    TlsPaths,
     build_connection_info,
     read_connection_file,
+    tls_paths,
 )
 from infra.core.errors import ConfigError, DeploymentError
 from infra.core.layout import single_engine_only
@@ -101,12 +101,9 @@ def prepare(
     host_ip = topology.publish.host_ip
     host_ports = state.host_ports(wanted_ports, host_ip) if wanted_ports else {}
     certificates = bundle.certificates
-    tls = TlsPaths(
-        ca_file=str(certificates.ca_file),
-        cert_file=str(certificates.client_cert_file) if certificates.client_cert_file else None,
-        key_file=str(certificates.client_key_file) if certificates.client_key_file else None,
+    info = build_connection_info(
+        plan.outputs, tls_paths(certificates), secrets, host_ports, topology.settings
     )
-    info = build_connection_info(plan.outputs, tls, secrets, host_ports, topology.settings)
     return Prepared(topology, state, plan, secrets, host_ports, info)
 
 

@@ -45,6 +45,7 @@ def measure_bring_up(
             )
     return {
         "topology": topology_name,
+        "kind": topology.kind.value,
         "runs": runs,
         "median_seconds_total": statistics.median(r.seconds_total for r in results),
         "median_seconds_start_to_ready": statistics.median(

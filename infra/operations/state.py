@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from infra.core.connection import BREAKGLASS_FILE, OPERATOR_FILE
+from infra.core.connection import BREAKGLASS_FILE, CONNECTION_FILE, OPERATOR_FILE
 from infra.core.errors import ConfigError, Problem
 from infra.core.private_files import (
     check_private_dir,
@@ -39,7 +39,6 @@ from infra.core.private_files import (
 from infra.core.secrets import generate_password, password_problem
 
 STATE_HOME_ENV = "REDIS_INFRA_STATE_HOME"
-CONNECTION_FILE = "connection.json"
 SECRETS_FILE = "secrets.json"
 ALLOCATIONS_FILE = "allocations.json"
 SETTINGS_FILE = "topology.json"  # the merged settings the deployment was built from

@@ -19,7 +19,8 @@ import docker
 import pytest
 
 from infra.core.certs import ensure_certificates
-from infra.core.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
+from infra.core.connection import read_connection_file
+from infra.core.private_files import write_private_json
 from infra.core.secrets import generate_password
 from infra.core.topology import load_topology
 from infra.operations.client import node_client
@@ -101,27 +102,11 @@ def test_pulumi_up_deploys_what_the_plan_says(
         outputs = json.loads(
             _pulumi(["stack", "output", "--json", "--show-secrets", "--stack", stack], env)
         )
+        # The output is a connection file as it is: no hand-built ConnectionInfo.
+        connection_file = tmp_path / "connection.json"
+        write_private_json(connection_file, outputs["connection"])
+        info = read_connection_file(connection_file)
         node = outputs["connection"]["nodes"][0]
-        info = ConnectionInfo(
-            name=name,
-            topology="single",
-            network=outputs["connection"]["network"],
-            tls=TlsPaths(outputs["caFile"], outputs["clientCertFile"], outputs["clientKeyFile"]),
-            users={
-                "app": Credentials("app", outputs["appPassword"]),
-                "admin": Credentials(**outputs["operatorCredentials"]),
-            },
-            nodes=(
-                NodeAddress(
-                    node["name"],
-                    node["container"],
-                    "master",
-                    node["host"],
-                    node["port"],
-                    node["internal"],
-                ),
-            ),
-        )
         assert node_client(info, info.nodes[0]).ping()
         container = engine.containers.get(node["container"])
         assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True

@@ -13,13 +13,15 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.backends.pulumi_components import JobFailedError, _check_job
-from infra.backends.pulumi_program import deploy, load_stack_topology, secret_config_key
+from infra.backends.pulumi_program import _role_file, deploy, load_stack_topology, secret_config_key
 from infra.core.certs import ensure_certificates as _generate
 from infra.core.certs import load_generated
-from infra.core.errors import ConfigError
+from infra.core.connection import read_connection_file, tls_paths
+from infra.core.errors import ConfigError, DeploymentError
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses
 from infra.core.topology import load_topology
+from infra.operations.stack_connection import write_stack_connection
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -293,7 +295,17 @@ def test_the_connection_output_names_the_application_user_only(certs_dir: Path) 
         return component.connection.apply(seen.update)
 
     program()
-    assert seen["users"] == {"app": "app"}  # operators: the operatorCredentials output
+    # It is a connection file, the one `redis-infra up` writes: every client of the
+    # project (verify, drill, load) and any other reads it as it is.
+    written = certs_dir / "connection.json"
+    written.write_text(json.dumps(seen))
+    written.chmod(0o600)
+    info = read_connection_file(written)
+    assert set(seen["users"]) == {"app"}  # operators: the operatorCredentials output
+    assert info.credentials("app").password == PASSWORDS["appPassword"]
+    assert info.tls.ca_file == str(certs_dir / "ca.crt") and Path(info.tls.ca_file).is_file()
+    (node,) = info.data_nodes()
+    assert (node.host, node.port) == ("127.0.0.1", 16379)
 
 
 def test_a_relative_tls_dir_is_the_project_folders(
@@ -307,3 +319,62 @@ def test_a_relative_tls_dir_is_the_project_folders(
     mocks = RecordingMocks()
     _run(mocks, "dev")
     assert mocks.of_type("docker:index/container:Container")  # found, so it deployed
+
+
+def _stack_outputs(certs_dir: Path) -> dict[str, Any]:
+    """The outputs `pulumi stack output --json --show-secrets` would print for dev."""
+    topology = load_topology("single", "t-dev", STACK_OVERRIDES)
+    ensure_certificates(topology, certs_dir)
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    pulumi.runtime.set_mocks(RecordingMocks(), project="redis-infra", stack="dev", preview=False)
+    seen: dict[str, Any] = {}
+    plan = _plan_for(certs_dir)
+    tls = tls_paths(load_generated(topology, certs_dir, "fix").certificates)
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[Any]:
+        component = deploy(pulumi.Config("redis-infra"), "dev")
+        files = [
+            _role_file(plan, tls, role, PASSWORDS[f"{role}Password"], topology.settings)
+            for role in ("admin", "breakglass")
+        ]
+        return pulumi.Output.all(component.connection, *files).apply(
+            lambda values: seen.update(
+                connection=values[0], operatorFile=values[1], breakglassFile=values[2]
+            )
+        )
+
+    program()
+    return seen
+
+
+def test_connection_from_stack_writes_the_files_every_command_reads(
+    certs_dir: Path, tmp_path: Path
+) -> None:
+    outputs = _stack_outputs(certs_dir)
+    fake = tmp_path / "pulumi"  # prints what the real CLI would, for that stack only
+    fake.write_text(
+        "#!/bin/sh\n"
+        '[ "$*" = "stack output --json --show-secrets --stack dev" ] || exit 3\n'
+        f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF\n"
+    )
+    fake.chmod(0o700)
+    out = tmp_path / "dev-files"
+    connection = write_stack_connection("dev", out, pulumi=str(fake))
+    assert (out.stat().st_mode & 0o777) == 0o700
+    for name in ("connection.json", "operator.json", "breakglass.json"):
+        assert ((out / name).stat().st_mode & 0o777) == 0o600
+    info = read_connection_file(
+        connection, operator_file=out / "operator.json", breakglass_file=out / "breakglass.json"
+    )
+    assert info.credentials("admin").password == PASSWORDS["adminPassword"]
+    assert info.credentials("breakglass").password == PASSWORDS["breakglassPassword"]
+    assert info.settings["publish"]["base_port"] == 16379  # verify compares against these
+    assert "admin" not in json.loads(connection.read_text())["users"]
+    with pytest.raises(DeploymentError, match="could not read the outputs of stack 'prod'"):
+        write_stack_connection("prod", tmp_path / "prod-files", pulumi=str(fake))
+
+
+def test_connection_from_stack_without_the_pulumi_cli_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="install the Pulumi CLI"):
+        write_stack_connection("dev", tmp_path / "x", pulumi="no-such-pulumi-here")
