@@ -33,7 +33,7 @@ step "$cli" render --topology sentinel --name "$name" --out "$work/rendered"
 test -s "$work/rendered/$name-data-0/redis.conf" && test -s "$work/rendered/$name-sentinel-0/sentinel.conf"
 step "$cli" up --topology single --name "$name"
 step "$cli" verify --name "$name"
-step "$cli" load --name "$name" --profile mixed --users 10 --rate 200 --duration 4 --slo slo-ci.yaml \
+step "$cli" load --name "$name" --profile mixed --users 10 --duration 4 --slo slo-ci.yaml \
   --out "$work/load"
 step "$cli" down --name "$name"
 echo "wheel: every command ran from the installed wheel ($(ls "$work"/dist))"
