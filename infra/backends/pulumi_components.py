@@ -183,7 +183,11 @@ class RedisDeployment(pulumi.ComponentResource):
             logs=True,
             restart="no",
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=depends_on, delete_before_replace=True
+                parent=self,
+                depends_on=depends_on,
+                delete_before_replace=True,
+                # As long as the local backend lets the job run, no longer.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{job.timeout_s}s"),
             ),
         )
 

@@ -115,13 +115,22 @@ def password_outputs(
     return outputs
 
 
+def project_root() -> Path:
+    """The folder of Pulumi.yaml, where stack paths (tlsDir) are relative to. Pulumi runs
+    the program in its `main` folder (infra/program/ here), not there, and this package
+    may be installed anywhere: ask the engine, else look upwards for Pulumi.yaml."""
+    root = pulumi.get_root_directory()  # not a real folder under mocks or older engines
+    if root and (Path(root) / "Pulumi.yaml").is_file():
+        return Path(root)
+    here = Path.cwd()
+    return next((d for d in (here, *here.parents) if (d / "Pulumi.yaml").is_file()), here)
+
+
 def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     """Build the stack's component and export what clients need."""
     topology = load_stack_topology(config, stack)
     single_engine_only(topology)  # one Docker provider for now, whatever the plan's domains
-    # `pulumi up` runs the program in the project's folder (where Pulumi.yaml is): a
-    # relative tlsDir is relative to it, wherever this package is installed.
-    tls_dir = Path.cwd() / (config.get("tlsDir") or f"certs/{stack}")
+    tls_dir = project_root() / (config.get("tlsDir") or f"certs/{stack}")
     certs_fix = (
         f"run `redis-infra certs --topology {config.get('topology') or 'single'} "
         f"--name {topology.name} --out {tls_dir}` (same --set overrides as the stack)"

@@ -5,17 +5,23 @@ up` writes them), so verify, drill, load and status work on it as on a local one
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 from infra.core.connection import (
+    APP_ROLE,
     BREAKGLASS_FILE,
     BREAKGLASS_OUTPUT,
+    BREAKGLASS_ROLE,
     CONNECTION_FILE,
     CONNECTION_OUTPUT,
     OPERATOR_FILE,
     OPERATOR_OUTPUT,
+    OPERATOR_ROLE,
     read_connection_file,
 )
 from infra.core.errors import ConfigError, DeploymentError
@@ -25,6 +31,11 @@ FILES = {
     CONNECTION_OUTPUT: CONNECTION_FILE,
     OPERATOR_OUTPUT: OPERATOR_FILE,
     BREAKGLASS_OUTPUT: BREAKGLASS_FILE,
+}
+ROLES = {
+    CONNECTION_OUTPUT: APP_ROLE,
+    OPERATOR_OUTPUT: OPERATOR_ROLE,
+    BREAKGLASS_OUTPUT: BREAKGLASS_ROLE,
 }
 
 
@@ -39,15 +50,21 @@ def stack_outputs(stack: str, pulumi: str = "pulumi") -> dict[str, object]:
             "install the Pulumi CLI (https://www.pulumi.com/docs/install/), then run again",
         )
     # The secrets travel on stdout only, never on a command line or in a file of Pulumi's.
-    done = subprocess.run(
-        [program, "stack", "output", "--json", "--show-secrets", "--stack", stack],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [program, "stack", "output", "--json", "--show-secrets", "--stack", stack],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DeploymentError(f"pulumi did not answer within 120 s for stack {stack!r}") from exc
     if done.returncode != 0:
+        # Its last line says why; no more of it, in case a value ever appears there.
+        reason = (done.stderr.strip().splitlines() or ["no message"])[-1][:200]
         raise DeploymentError(
-            f"pulumi could not read the outputs of stack {stack!r}: {done.stderr.strip()} "
+            f"pulumi could not read the outputs of stack {stack!r}: {reason} "
             "(run this in the Pulumi project's folder, after `pulumi up`)"
         )
     try:
@@ -59,19 +76,56 @@ def stack_outputs(stack: str, pulumi: str = "pulumi") -> dict[str, object]:
     return outputs
 
 
-def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Path:
-    """Write connection.json, operator.json and breakglass.json (0600, in a 0700 folder)
-    from the stack's outputs; return the connection file, checked by reading it back."""
-    outputs = stack_outputs(stack, pulumi)
+def _out_folder(out: Path) -> None:
+    """A real folder of ours, owner-only: made 0700, or an existing one of ours set so."""
+    try:
+        info = out.lstat()
+    except FileNotFoundError:
+        ensure_private_dir(out)
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError.single(
+            str(out),
+            "--out",
+            "is not a folder (a file, or a link that could point anywhere)",
+            "name a new folder, or one of your own",
+        )
+    if info.st_uid != os.getuid():
+        raise ConfigError.single(
+            str(out), "--out", f"belongs to uid {info.st_uid}, not to you", "name a folder of yours"
+        )
+    out.chmod(0o700)
+
+
+def _check_outputs(stack: str, outputs: dict[str, object]) -> dict[str, dict[str, Any]]:
+    """The three files, checked before any is written: each holds its own role only."""
     missing = [name for name in FILES if not isinstance(outputs.get(name), dict)]
     if missing:
         raise DeploymentError(
-            f"stack {stack!r} has no {', '.join(missing)} output: it was brought up by an "
-            "older program; run `pulumi up` with this version first"
+            f"stack {stack!r} has no {', '.join(missing)} output: run `pulumi up` for it with "
+            "this version of redis-infra first"
         )
-    ensure_private_dir(out)
+    files = {name: cast(dict[str, Any], outputs[name]) for name in FILES}
+    for name, role in ROLES.items():
+        users = files[name].get("users")
+        if not isinstance(users, dict) or set(users) != {role}:
+            raise DeploymentError(
+                f"stack {stack!r}: the {name} output should hold the {role!r} user only, "
+                f"it holds {sorted(users) if isinstance(users, dict) else users!r}"
+            )
+    names = {str(files[name].get("name")) for name in FILES}
+    if len(names) != 1:
+        raise DeploymentError(f"stack {stack!r}: its outputs name different deployments {names}")
+    return files
+
+
+def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Path:
+    """Write connection.json, operator.json and breakglass.json (0600, in a 0700 folder)
+    from the stack's outputs, all checked first; return the connection file."""
+    files = _check_outputs(stack, stack_outputs(stack, pulumi))
+    _out_folder(out)
     for output, file_name in FILES.items():
-        write_private_json(out / file_name, outputs[output])
+        write_private_json(out / file_name, files[output])
     connection = out / CONNECTION_FILE
     read_connection_file(
         connection, operator_file=out / OPERATOR_FILE, breakglass_file=out / BREAKGLASS_FILE

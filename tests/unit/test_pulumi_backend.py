@@ -13,10 +13,10 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.backends.pulumi_components import JobFailedError, _check_job
-from infra.backends.pulumi_program import _role_file, deploy, load_stack_topology, secret_config_key
+from infra.backends.pulumi_program import deploy, load_stack_topology, secret_config_key
 from infra.core.certs import ensure_certificates as _generate
 from infra.core.certs import load_generated
-from infra.core.connection import read_connection_file, tls_paths
+from infra.core.connection import read_connection_file
 from infra.core.errors import ConfigError, DeploymentError
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses
@@ -311,36 +311,44 @@ def test_the_connection_output_names_the_application_user_only(certs_dir: Path) 
 def test_a_relative_tls_dir_is_the_project_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`pulumi up` runs the program in the project's folder, wherever the package is
-    installed: `tlsDir: certs/dev` means <project>/certs/dev."""
+    """Pulumi runs the program in its `main` folder (infra/program/), and the package
+    may be installed anywhere: `tlsDir: certs/dev` still means <project>/certs/dev."""
     ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), tmp_path / "certs/dev")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Pulumi.yaml").write_text("name: redis-infra\nmain: infra/program/\n")
+    (tmp_path / "infra/program").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "infra/program")
     _configure("dev", "single", Path("certs/dev"), PASSWORDS)
     mocks = RecordingMocks()
     _run(mocks, "dev")
     assert mocks.of_type("docker:index/container:Container")  # found, so it deployed
 
 
-def _stack_outputs(certs_dir: Path) -> dict[str, Any]:
-    """The outputs `pulumi stack output --json --show-secrets` would print for dev."""
+def _stack_outputs(certs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What `deploy()` exports, as `pulumi stack output --json --show-secrets` prints it,
+    and whether each export is a secret (under `secret:<name>`)."""
     topology = load_topology("single", "t-dev", STACK_OVERRIDES)
     ensure_certificates(topology, certs_dir)
     _configure("dev", "single", certs_dir, PASSWORDS)
     pulumi.runtime.set_mocks(RecordingMocks(), project="redis-infra", stack="dev", preview=False)
+    exported: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
     seen: dict[str, Any] = {}
-    plan = _plan_for(certs_dir)
-    tls = tls_paths(load_generated(topology, certs_dir, "fix").certificates)
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> pulumi.Output[Any]:
-        component = deploy(pulumi.Config("redis-infra"), "dev")
-        files = [
-            _role_file(plan, tls, role, PASSWORDS[f"{role}Password"], topology.settings)
-            for role in ("admin", "breakglass")
-        ]
-        return pulumi.Output.all(component.connection, *files).apply(
-            lambda values: seen.update(
-                connection=values[0], operatorFile=values[1], breakglassFile=values[2]
+        deploy(pulumi.Config("redis-infra"), "dev")
+        names = sorted(exported)
+        values = [pulumi.Output.from_input(exported[n]) for n in names]
+        secret: list[pulumi.Output[bool]] = [pulumi.Output.from_input(v._is_secret) for v in values]
+        return pulumi.Output.all(*values, *secret).apply(
+            lambda got: seen.update(
+                {
+                    **dict(zip(names, got, strict=False)),
+                    **{
+                        f"secret:{n}": flag
+                        for n, flag in zip(names, got[len(names) :], strict=True)
+                    },
+                }
             )
         )
 
@@ -349,9 +357,12 @@ def _stack_outputs(certs_dir: Path) -> dict[str, Any]:
 
 
 def test_connection_from_stack_writes_the_files_every_command_reads(
-    certs_dir: Path, tmp_path: Path
+    certs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outputs = _stack_outputs(certs_dir)
+    seen = _stack_outputs(certs_dir, monkeypatch)
+    for name in ("connection", "operatorFile", "breakglassFile", "appPassword"):
+        assert seen[f"secret:{name}"] is True, name  # each holds a password
+    outputs = {k: v for k, v in seen.items() if not k.startswith("secret:")}
     fake = tmp_path / "pulumi"  # prints what the real CLI would, for that stack only
     fake.write_text(
         "#!/bin/sh\n"
@@ -373,6 +384,24 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
     assert "admin" not in json.loads(connection.read_text())["users"]
     with pytest.raises(DeploymentError, match="could not read the outputs of stack 'prod'"):
         write_stack_connection("prod", tmp_path / "prod-files", pulumi=str(fake))
+    # Checked before anything is written: an application file holding the operator.
+    leaky = {
+        **outputs,
+        "connection": {**outputs["connection"], "users": outputs["operatorFile"]["users"]},
+    }
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(leaky)}\nEOF\n")
+    with pytest.raises(DeploymentError, match="should hold the 'app' user only"):
+        write_stack_connection("dev", tmp_path / "leaky", pulumi=str(fake))
+    assert not (tmp_path / "leaky").exists()
+    # An existing folder of ours is made owner-only; a file or a link is refused.
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(outputs)}\nEOF\n")
+    write_stack_connection("dev", loose, pulumi=str(fake))
+    assert (loose.stat().st_mode & 0o777) == 0o700
+    (tmp_path / "link").symlink_to(loose)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        write_stack_connection("dev", tmp_path / "link", pulumi=str(fake))
 
 
 def test_connection_from_stack_without_the_pulumi_cli_says_so(tmp_path: Path) -> None:
