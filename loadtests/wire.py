@@ -94,6 +94,12 @@ class Connection:
         except OSError:
             self.close()
             raise
+        except ValueError as exc:  # the socket was closed under us: the watchdog fired
+            if not self.closed:
+                raise
+            raise TimeoutError(
+                f"{self.address[0]}:{self.address[1]} did not answer in time (watchdog)"
+            ) from exc
         finally:
             self.waiting_since = 0
         return got[0] if replies == 1 else got

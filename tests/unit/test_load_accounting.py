@@ -254,6 +254,8 @@ def test_the_gate_checks_every_process_kept_the_schedule_the_targets_hold_at(
     # Both kept it, 0.3 s apart: each at its own rate, the sum is the target.
     both = _recorded([40] * 1200)
     _scheduled(both, 2, 300, 2.0)
+    assert both.measured_seconds() == pytest.approx(2.0)  # not the 2.3 s both spanned
+    assert both.summary(both.measured_seconds(), 2)["total"]["rps"] == 600
     judged = judge(both.summary(seconds=2.3, workers=2), slo, 600)
     assert judged.code == EXIT_PASSED, judged.reasons
     # The targets hold at 600/s: a run at 300/s is not evidence for them.
