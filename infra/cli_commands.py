@@ -13,7 +13,7 @@ from typing import Any
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import ConfigError
 from infra.core.model import Kind, Topology
-from infra.operations.readiness import READY_MEANS
+from infra.core.plan_specs import READY_MEANS
 from infra.operations.reports import write_json
 
 EXIT_OK = 0

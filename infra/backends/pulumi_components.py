@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from infra.core.connection import TlsPaths, build_connection_info, pinned_host_ports
+from infra.core.connection import APP_ROLE, TlsPaths, pinned_role_info
 from infra.core.plan_specs import READY_TIMEOUT_S, ContainerSpec, JobSpec, MountSpec, Plan
-from infra.core.secrets import referenced, resolve
+from infra.core.secrets import password_ref, referenced, resolve
 from infra.core.sizes import to_mebibytes
 
 LABEL_CONFIG_JOB = "redis-infra.config-job"
@@ -131,12 +131,11 @@ class RedisDeployment(pulumi.ComponentResource):
         # The application's connection file, exactly as `redis-infra up` writes it (one
         # writer for both): secret, since it holds the application's password.
         def connection_file(password: str) -> dict[str, Any]:
-            return build_connection_info(
-                plan.outputs, args.tls, {"app_password": password}, pinned_host_ports(plan.outputs)
-            ).to_json()
+            return pinned_role_info(plan.outputs, args.tls, APP_ROLE, password).to_json()
 
+        app_password = args.secrets[password_ref(APP_ROLE).name]
         self.connection: pulumi.Output[dict[str, Any]] = pulumi.Output.secret(
-            pulumi.Output.from_input(args.secrets["app_password"]).apply(connection_file)
+            pulumi.Output.from_input(app_password).apply(connection_file)
         )
         self.register_outputs({"connection": self.connection, "network": plan.outputs.network})
 

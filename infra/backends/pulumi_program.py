@@ -28,14 +28,14 @@ from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisD
 from infra.core.certs import load_generated
 from infra.core.certs_brought import load_brought_files
 from infra.core.connection import (
+    APP_ROLE,
     BREAKGLASS_OUTPUT,
     BREAKGLASS_ROLE,
     CONNECTION_OUTPUT,
     OPERATOR_OUTPUT,
     OPERATOR_ROLE,
     TlsPaths,
-    build_connection_info,
-    pinned_host_ports,
+    pinned_role_info,
     tls_paths,
 )
 from infra.core.errors import ConfigError, Problem
@@ -43,7 +43,7 @@ from infra.core.layout import single_engine_only
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
 from infra.core.plan_specs import Plan
-from infra.core.secrets import password_problem
+from infra.core.secrets import password_problem, password_ref
 from infra.core.topology import load_topology
 
 NAMESPACE = "redis-infra"
@@ -147,21 +147,20 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     )
     for name, pem in bundle.private_keys.items():
         secrets[name] = pulumi.Output.secret(pem)
+    tls = tls_paths(bundle.certificates)
     component = COMPONENTS[topology.kind.value](
-        topology.name, RedisDeploymentArgs(plan, secrets, tls_paths(bundle.certificates))
+        topology.name, RedisDeploymentArgs(plan, secrets, tls)
     )
     pulumi.export(CONNECTION_OUTPUT, component.connection)
     pulumi.export("caFile", str(bundle.certificates.ca_file))
     if bundle.certificates.client_cert_file:
         pulumi.export("clientCertFile", str(bundle.certificates.client_cert_file))
         pulumi.export("clientKeyFile", str(bundle.certificates.client_key_file))
-    pulumi.export("appPassword", secrets["app_password"])
+    pulumi.export("appPassword", secrets[password_ref(APP_ROLE).name])
     # Operator credentials are separate outputs: the application's never include them.
-    tls = tls_paths(bundle.certificates)
     for output, role in ((OPERATOR_OUTPUT, OPERATOR_ROLE), (BREAKGLASS_OUTPUT, BREAKGLASS_ROLE)):
-        pulumi.export(
-            output, _role_file(plan, tls, role, secrets[f"{role}_password"], topology.settings)
-        )
+        password = secrets[password_ref(role).name]
+        pulumi.export(output, _role_file(plan, tls, role, password, topology.settings))
     return component
 
 
@@ -171,13 +170,7 @@ def _role_file(
     """operator.json or breakglass.json, as `redis-infra up` writes them."""
 
     def role_file(value: str) -> dict[str, Any]:
-        info = build_connection_info(
-            plan.outputs,
-            tls,
-            {f"{role}_password": value},
-            pinned_host_ports(plan.outputs),
-            settings,
-        )
+        info = pinned_role_info(plan.outputs, tls, role, value, settings)
         return info.role_json(role, with_settings=role == OPERATOR_ROLE)
 
     return pulumi.Output.secret(pulumi.Output.from_input(password).apply(role_file))

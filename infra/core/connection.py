@@ -20,6 +20,7 @@ from infra.core.certs import CertificateSet
 from infra.core.errors import ConfigError
 from infra.core.plan_specs import Outputs
 from infra.core.private_files import check_private_file, write_private_json
+from infra.core.secrets import password_ref
 
 APP_ROLE = "app"
 OPERATOR_ROLE = "admin"
@@ -237,6 +238,19 @@ def build_connection_info(
         service_name=outputs.service_name,
         access=dict(outputs.access),
         settings=dict(settings or {}),
+    )
+
+
+def pinned_role_info(
+    outputs: Outputs,
+    tls: TlsPaths,
+    role: str,
+    password: str,
+    settings: dict[str, Any] | None = None,
+) -> ConnectionInfo:
+    """One role's view of a plan whose host ports it fixes itself (a Pulumi stack)."""
+    return build_connection_info(
+        outputs, tls, {password_ref(role).name: password}, pinned_host_ports(outputs), settings
     )
 
 

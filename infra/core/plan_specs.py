@@ -56,6 +56,12 @@ JOB_PIDS_LIMIT = 64
 
 # How long a backend waits for a node's authenticated health check (local and Pulumi).
 READY_TIMEOUT_S = 90
+# What "ready" means per kind: what `up` (and every bring-up figure) waits for.
+READY_MEANS = {
+    Kind.SINGLE: "authenticated TLS PING",
+    Kind.SENTINEL: "TLS PING on every node, group converged",
+    Kind.CLUSTER: "cluster formed, all slots served, every replica linked",
+}
 
 
 class JobKind(StrEnum):

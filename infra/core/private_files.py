@@ -74,6 +74,23 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def claim_private_dir(path: Path, field: str) -> None:
+    """A folder the user named to hold secrets: made 0700 if missing; if it exists, it
+    must be a real folder (not a file, not a link that could point anywhere) of theirs,
+    and is set to 0700."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        ensure_private_dir(path)
+        return
+    problem = _owner_problem(path, info)
+    if problem is None and not stat.S_ISDIR(info.st_mode):
+        problem = "is not a folder (a file, or a link that could point anywhere)"
+    if problem is not None:
+        raise ConfigError.single(str(path), field, problem, "name a new folder, or one of yours")
+    path.chmod(0o700)
+
+
 def write_private_bytes(path: Path, data: bytes) -> None:
     """Owner-only from the first byte, replaced atomically (never half-written)."""
     ensure_private_dir(path.parent)

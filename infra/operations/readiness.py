@@ -8,7 +8,6 @@ from collections.abc import Callable
 import redis
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import DeploymentError
-from infra.core.model import Kind
 from infra.operations.client import no_retry, node_client
 from infra.operations.observe_cluster import wait_cluster_ready
 from infra.operations.observe_sentinel import wait_converged
@@ -52,14 +51,6 @@ def wait_for_ping(
                 time.sleep(0.05)
         finally:
             client.close()
-
-
-# What "ready" means per kind: what `up` (and every bring-up figure) waits for.
-READY_MEANS = {
-    Kind.SINGLE: "authenticated TLS PING",
-    Kind.SENTINEL: "TLS PING on every node, group converged",
-    Kind.CLUSTER: "cluster formed, all slots served, every replica linked",
-}
 
 
 def wait_topology_ready(

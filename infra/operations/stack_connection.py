@@ -5,9 +5,7 @@ up` writes them), so verify, drill, load and status work on it as on a local one
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +23,7 @@ from infra.core.connection import (
     read_connection_file,
 )
 from infra.core.errors import ConfigError, DeploymentError
-from infra.core.private_files import ensure_private_dir, write_private_json
+from infra.core.private_files import claim_private_dir, write_private_json
 
 FILES = {
     CONNECTION_OUTPUT: CONNECTION_FILE,
@@ -76,27 +74,6 @@ def stack_outputs(stack: str, pulumi: str = "pulumi") -> dict[str, object]:
     return outputs
 
 
-def _out_folder(out: Path) -> None:
-    """A real folder of ours, owner-only: made 0700, or an existing one of ours set so."""
-    try:
-        info = out.lstat()
-    except FileNotFoundError:
-        ensure_private_dir(out)
-        return
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError.single(
-            str(out),
-            "--out",
-            "is not a folder (a file, or a link that could point anywhere)",
-            "name a new folder, or one of your own",
-        )
-    if info.st_uid != os.getuid():
-        raise ConfigError.single(
-            str(out), "--out", f"belongs to uid {info.st_uid}, not to you", "name a folder of yours"
-        )
-    out.chmod(0o700)
-
-
 def _check_outputs(stack: str, outputs: dict[str, object]) -> dict[str, dict[str, Any]]:
     """The three files, checked before any is written: each holds its own role only."""
     missing = [name for name in FILES if not isinstance(outputs.get(name), dict)]
@@ -123,7 +100,7 @@ def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Pat
     """Write connection.json, operator.json and breakglass.json (0600, in a 0700 folder)
     from the stack's outputs, all checked first; return the connection file."""
     files = _check_outputs(stack, stack_outputs(stack, pulumi))
-    _out_folder(out)
+    claim_private_dir(out, "--out")
     for output, file_name in FILES.items():
         write_private_json(out / file_name, files[output])
     connection = out / CONNECTION_FILE
