@@ -24,7 +24,11 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from infra.core.connection import APP_ROLE, TlsPaths, pinned_role_info
+from infra.core.connection import (
+    TlsPaths,
+    pinned_role_info,
+)
+from infra.core.model import APP_ROLE
 from infra.core.plan_specs import READY_TIMEOUT_S, ContainerSpec, JobSpec, MountSpec, Plan
 from infra.core.secrets import password_ref, referenced, resolve
 from infra.core.sizes import to_mebibytes

@@ -28,19 +28,16 @@ from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisD
 from infra.core.certs import load_generated
 from infra.core.certs_brought import load_brought_files
 from infra.core.connection import (
-    APP_ROLE,
     BREAKGLASS_OUTPUT,
-    BREAKGLASS_ROLE,
     CONNECTION_OUTPUT,
     OPERATOR_OUTPUT,
-    OPERATOR_ROLE,
     TlsPaths,
     pinned_role_info,
     tls_paths,
 )
 from infra.core.errors import ConfigError, Problem
 from infra.core.layout import single_engine_only
-from infra.core.model import Topology
+from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE, Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
 from infra.core.plan_specs import Plan
 from infra.core.secrets import password_problem, password_ref

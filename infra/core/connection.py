@@ -18,13 +18,11 @@ from typing import Any
 
 from infra.core.certs import CertificateSet
 from infra.core.errors import ConfigError
+from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE
 from infra.core.plan_specs import Outputs
 from infra.core.private_files import check_private_file, write_private_json
 from infra.core.secrets import password_ref
 
-APP_ROLE = "app"
-OPERATOR_ROLE = "admin"
-BREAKGLASS_ROLE = "breakglass"
 CONNECTION_FILE = "connection.json"
 OPERATOR_FILE = "operator.json"
 BREAKGLASS_FILE = "breakglass.json"

@@ -130,6 +130,14 @@ class Tls:
     client_certificates: bool = True
 
 
+# The roles that get a credential file: the application's connection file, the
+# operator's (admin) and the break-glass one. Users' fields are named by role.
+APP_ROLE = "app"
+OPERATOR_ROLE = "admin"
+BREAKGLASS_ROLE = "breakglass"
+FILE_ROLES = (APP_ROLE, OPERATOR_ROLE, BREAKGLASS_ROLE)
+
+
 @dataclass(frozen=True)
 class Users:
     """ACL user names; their passwords are secrets and never live in the model."""
@@ -143,9 +151,9 @@ class Users:
 
     def by_role(self) -> dict[str, str]:
         roles = {
-            "app": self.app,
-            "admin": self.admin,
-            "breakglass": self.breakglass,
+            APP_ROLE: self.app,
+            OPERATOR_ROLE: self.admin,
+            BREAKGLASS_ROLE: self.breakglass,
             "health": self.health,
             "replication": self.replication,
         }

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from infra.core.errors import Problem
+from infra.core.model import FILE_ROLES
 
 _PLACEHOLDER = re.compile(r"<<secret(?P<transform>-sha256)?:(?P<name>[a-z0-9_:.-]+)>>")
 
@@ -44,14 +45,12 @@ def tls_key_ref(node: str) -> SecretRef:
 
 
 TLS_KEY_PREFIX = "tls_key:"
-# The connection file (app), the operator's (admin) and break-glass file need these
-# passwords even where no rendered file refers to them.
-FILE_ROLES = ("app", "admin", "breakglass")
 
 
 def password_names(secret_names: Iterable[str]) -> list[str]:
     """The passwords a backend must provide for a plan referring to `secret_names`:
-    every referenced one that is not a private key, and those the credential files hold."""
+    every referenced one that is not a private key, and those the credential files hold
+    (even where no rendered file refers to them)."""
     passwords = {name for name in secret_names if not name.startswith(TLS_KEY_PREFIX)}
     return sorted(passwords | {password_ref(role).name for role in FILE_ROLES})
 

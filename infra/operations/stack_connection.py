@@ -11,18 +11,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from infra.core.connection import (
-    APP_ROLE,
     BREAKGLASS_FILE,
     BREAKGLASS_OUTPUT,
-    BREAKGLASS_ROLE,
     CONNECTION_FILE,
     CONNECTION_OUTPUT,
     OPERATOR_FILE,
     OPERATOR_OUTPUT,
-    OPERATOR_ROLE,
     read_connection_file,
 )
 from infra.core.errors import ConfigError, DeploymentError
+from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE
 from infra.core.private_files import claim_private_dir, write_private_json
 
 FILES = {

@@ -12,7 +12,7 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from infra.backends.pulumi_components import JobFailedError, _check_job
+from infra.backends.pulumi_components import JobFailedError
 from infra.backends.pulumi_program import deploy, load_stack_topology, secret_config_key
 from infra.core.certs import ensure_certificates as _generate
 from infra.core.certs import load_generated
@@ -242,10 +242,17 @@ def test_weak_secret_stops_the_program_before_any_resource(certs_dir: Path) -> N
     assert mocks.resources == []
 
 
-def test_a_failing_config_job_stops_the_deployment() -> None:
-    assert _check_job("x-config")([0, "fine"]) == "ok"
+def test_a_failing_config_job_stops_the_deployment(certs_dir: Path) -> None:
+    """The mocked provider reports the config job's exit code 2, as Docker would."""
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    mocks = RecordingMocks(job_exit_code=2)
     with pytest.raises(JobFailedError, match="exited 2"):
-        _check_job("x-config")([2, "cp: can't create"])
+        _run(mocks, "dev")
+    containers = mocks.of_type(CONTAINER)
+    # The job ran; no Redis container was created over its failed output.
+    assert [name for name, inputs in containers.items() if inputs.get("mustRun") is False]
+    assert all(inputs.get("mustRun") is False for inputs in containers.values())
 
 
 @pytest.mark.parametrize(
