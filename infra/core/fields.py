@@ -4,14 +4,13 @@ instead of stopping at the first."""
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from infra.core.errors import Problem
 from infra.core.sizes import parse_size
-from infra.core.topology_schema import SECTION_KEYS
+from infra.core.topology_schema import SECTION_KEYS, setting
 
 
 class FieldReader:
@@ -49,21 +48,17 @@ class FieldReader:
                     f"known: {', '.join(sorted(allowed))}",
                 )
 
-    def _require(self, data: Mapping[str, Any], key: str, path: str) -> Any:
+    def _require(self, data: Mapping[str, Any], path: str) -> Any:
+        key = path.rsplit(".", 1)[-1]
         if key not in data:
             self.problem(path, "is missing", f"set {path} (see topologies/ for defaults)")
         return data.get(key)
 
-    def integer(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int:
-        value = self._require(data, key, path)
+    def integer(self, data: Mapping[str, Any], path: str) -> int:
+        """A whole number within the schema's bounds for `path`."""
+        bounds = setting(path)
+        minimum, maximum = bounds.minimum, bounds.maximum
+        value = self._require(data, path)
         if value is None:
             return minimum or 0
         if isinstance(value, bool) or not isinstance(value, int):
@@ -74,8 +69,11 @@ class FieldReader:
             )
             return minimum or 0
         if minimum is not None and value < minimum:
+            why = f": {bounds.rule}" if bounds.rule else ""
             self.problem(
-                path, f"must be at least {minimum}, got {value}", f"set it to {minimum} or more"
+                path,
+                f"must be at least {minimum}, got {value}{why}",
+                f"set it to {minimum} or more",
             )
         if maximum is not None and value > maximum:
             self.problem(
@@ -83,8 +81,8 @@ class FieldReader:
             )
         return value
 
-    def boolean(self, data: Mapping[str, Any], key: str, path: str) -> bool:
-        value = self._require(data, key, path)
+    def boolean(self, data: Mapping[str, Any], path: str) -> bool:
+        value = self._require(data, path)
         if value is None:
             return False
         if not isinstance(value, bool):
@@ -96,28 +94,22 @@ class FieldReader:
             return False
         return value
 
-    def string(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        rule: str = "",
-        example: str = "",
-    ) -> str:
-        value = self._require(data, key, path)
+    def string(self, data: Mapping[str, Any], path: str) -> str:
+        """Text matching the schema's pattern for `path`, if it has one."""
+        rules = setting(path)
+        value = self._require(data, path)
         if value is None:
             return ""
         if not isinstance(value, str):
             self.problem(path, f"must be text, got {kind_of(value)} {value!r}", "quote the value")
             return ""
-        if pattern is not None and not pattern.match(value):
-            self.problem(path, f"'{value}' {rule}", f"use a value such as '{example}'")
+        if rules.pattern is not None and not rules.pattern.match(value):
+            self.problem(path, f"'{value}' {rules.rule}", f"use a value such as '{rules.example}'")
         return value
 
-    def choice(self, data: Mapping[str, Any], key: str, path: str, choices: Sequence[str]) -> str:
-        value = self.string(data, key, path)
+    def choice(self, data: Mapping[str, Any], path: str) -> str:
+        choices = setting(path).choices
+        value = self.string(data, path)
         if value and value not in choices:
             suggestion = closest_choice(value, choices)
             self.problem(
@@ -127,8 +119,8 @@ class FieldReader:
             )
         return value
 
-    def size(self, data: Mapping[str, Any], key: str, path: str) -> int:
-        value = self._require(data, key, path)
+    def size(self, data: Mapping[str, Any], path: str) -> int:
+        value = self._require(data, path)
         if value is None:
             return 0
         size = parse_size(value)
@@ -141,8 +133,8 @@ class FieldReader:
             return 0
         return size
 
-    def string_list(self, data: Mapping[str, Any], key: str, path: str) -> list[str]:
-        value = self._require(data, key, path)
+    def string_list(self, data: Mapping[str, Any], path: str) -> list[str]:
+        value = self._require(data, path)
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):

@@ -30,9 +30,9 @@ from infra.core.model import (
 )
 from infra.core.topology_rules import CrossFieldRules
 from infra.core.topology_schema import (
-    IMAGE_PATTERN,
     NAME_PATTERN,
     TOP_KEYS,
+    render_reference,
 )
 from infra.core.topology_sections import DataSections
 from infra.core.topology_services import ServiceSections
@@ -112,6 +112,12 @@ def read_topology_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def fields_reference() -> str:
+    """The settings table (`topologies/FIELDS.md`), with each shipped kind's defaults."""
+    defaults = {kind: read_topology_file(TOPOLOGIES_DIR / f"{kind}.yaml") for kind in known_kinds()}
+    return render_reference(defaults)
+
+
 def load_topology(
     topology: str,
     name: str,
@@ -154,14 +160,9 @@ class _Reader(DataSections, ServiceSections, CrossFieldRules):
                 "digits or '-', not starting or ending with '-'",
                 "use a name such as 'app-cache' or 'trackeep'",
             )
-        kind_value = data.get("kind")
+        kind_value = self.choice(data, "kind")
         if kind_value not in known_kinds():
-            self.problem(
-                "kind",
-                f"{kind_value!r} is not a topology kind",
-                f"use one of {', '.join(known_kinds())}",
-            )
-            return None
+            return None  # the problem is recorded; nothing else can be read without it
         kind = Kind(kind_value)
         for other in (Kind.SENTINEL, Kind.CLUSTER):
             if other is not kind and other.value in data:
@@ -170,18 +171,11 @@ class _Reader(DataSections, ServiceSections, CrossFieldRules):
                     f"the '{other.value}' section only applies to kind {other.value}",
                     f"remove it, or set kind: {other.value}",
                 )
-        image = self.string(
-            data,
-            "image",
-            "image",
-            pattern=IMAGE_PATTERN,
-            rule="is not a valid image reference",
-            example="redis-infra/redis:7.0.15",
-        )
-        uid = self.integer(data, "uid", "uid", minimum=1, maximum=2**31 - 1)
-        port = self.integer(data, "port", "port", minimum=1, maximum=65535)
+        image = self.string(data, "image")
+        uid = self.integer(data, "uid")
+        port = self.integer(data, "port")
         network = self.section(data, "network")
-        internal_network = self.boolean(network, "internal", "network.internal")
+        internal_network = self.boolean(network, "network.internal")
         subnet = self.subnet(network)
         sentinel = self.sentinel(self.section(data, "sentinel")) if kind is Kind.SENTINEL else None
         cluster = self.cluster(self.section(data, "cluster")) if kind is Kind.CLUSTER else None

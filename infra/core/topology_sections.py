@@ -10,8 +10,6 @@ from typing import Any
 from infra.core.fields import FieldReader
 from infra.core.memory_budget import data_node_budget
 from infra.core.model import (
-    APPENDFSYNC_MODES,
-    EVICTION_POLICIES,
     Access,
     BufferLimit,
     Clients,
@@ -53,7 +51,7 @@ class DataSections(FieldReader):
 
     def persistence(self, data: Mapping[str, Any]) -> Persistence:
         save: list[tuple[int, int]] = []
-        for entry in self.string_list(data, "rdb_save", "persistence.rdb_save"):
+        for entry in self.string_list(data, "persistence.rdb_save"):
             parts = entry.split()
             if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
                 self.problem(
@@ -64,10 +62,8 @@ class DataSections(FieldReader):
                 continue
             save.append((int(parts[0]), int(parts[1])))
         return Persistence(
-            aof=self.boolean(data, "aof", "persistence.aof"),
-            appendfsync=self.choice(
-                data, "appendfsync", "persistence.appendfsync", APPENDFSYNC_MODES
-            ),
+            aof=self.boolean(data, "persistence.aof"),
+            appendfsync=self.choice(data, "persistence.appendfsync"),
             rdb_save=tuple(save),
         )
 
@@ -80,9 +76,9 @@ class DataSections(FieldReader):
         *,
         cluster: bool,
     ) -> Memory:
-        workload = self.choice(data, "workload", "memory.workload", [w.value for w in Workload])
-        policy = self.choice(data, "policy", "memory.policy", EVICTION_POLICIES)
-        maxmemory = self.size(data, "maxmemory", "memory.maxmemory")
+        workload = self.choice(data, "memory.workload")
+        policy = self.choice(data, "memory.policy")
+        maxmemory = self.size(data, "memory.maxmemory")
         if workload == Workload.DURABLE and policy and policy != "noeviction":
             self.problem(
                 "memory.policy",
@@ -95,7 +91,7 @@ class DataSections(FieldReader):
         limit = -(-budget.total // 1024**2) * 1024**2  # whole MiB
 
         if data.get("container_limit", "auto") != "auto":
-            limit = self.size(data, "container_limit", "memory.container_limit")
+            limit = self.size(data, "memory.container_limit")
             if limit and maxmemory and limit < budget.total:  # an explicit limit
                 self.problem(
                     "memory.container_limit",
@@ -114,7 +110,7 @@ class DataSections(FieldReader):
 
     def buffer_limit(self, data: Mapping[str, Any], key: str) -> BufferLimit:
         path = f"clients.{key}"
-        value = self._require(data, key, path)
+        value = self._require(data, path)
         if not isinstance(value, Mapping) or set(value) != {"hard", "soft", "seconds"}:
             self.problem(
                 path,
@@ -122,9 +118,9 @@ class DataSections(FieldReader):
                 f"write e.g. {path}: {{hard: 16mb, soft: 8mb, seconds: 10}}",
             )
             return BufferLimit(0, 0, 0)
-        hard = self.size(value, "hard", f"{path}.hard")
-        soft = self.size(value, "soft", f"{path}.soft")
-        seconds = self.integer(value, "seconds", f"{path}.seconds", minimum=1, maximum=3600)
+        hard = self.size(value, f"{path}.hard")
+        soft = self.size(value, f"{path}.soft")
+        seconds = self.integer(value, f"{path}.seconds")
         if hard and soft and soft > hard:
             self.problem(
                 f"{path}.soft",
@@ -134,9 +130,9 @@ class DataSections(FieldReader):
         return BufferLimit(hard, soft, seconds)
 
     def clients(self, data: Mapping[str, Any]) -> Clients:
-        max_value = self.size(data, "max_value", "clients.max_value")
-        query_buffer = self.size(data, "query_buffer", "clients.query_buffer")
-        total = self.size(data, "total_memory", "clients.total_memory")
+        max_value = self.size(data, "clients.max_value")
+        query_buffer = self.size(data, "clients.query_buffer")
+        total = self.size(data, "clients.total_memory")
         normal = self.buffer_limit(data, "output_normal")
         pubsub = self.buffer_limit(data, "output_pubsub")
         if max_value and pubsub.hard_bytes and pubsub.hard_bytes < max_value:
@@ -184,25 +180,19 @@ class DataSections(FieldReader):
                 f"set total_memory to at least {format_size(needed)}",
             )
         return Clients(
-            maxclients=self.integer(
-                data, "maxclients", "clients.maxclients", minimum=16, maximum=65000
-            ),
+            maxclients=self.integer(data, "clients.maxclients"),
             max_value_bytes=max_value,
             query_buffer_bytes=query_buffer,
             total_memory_bytes=total,
             normal=normal,
             pubsub=pubsub,
             replica=self.buffer_limit(data, "output_replica"),
-            busy_reply_ms=self.integer(
-                data, "busy_reply_ms", "clients.busy_reply_ms", minimum=100, maximum=60000
-            ),
+            busy_reply_ms=self.integer(data, "clients.busy_reply_ms"),
         )
 
     def access(self, data: Mapping[str, Any]) -> Access:
-        channels = self.string_list(data, "app_channels", "access.app_channels")
-        longest = self.integer(
-            data, "max_channel_length", "access.max_channel_length", minimum=8, maximum=256
-        )
+        channels = self.string_list(data, "access.app_channels")
+        longest = self.integer(data, "access.max_channel_length")
         for pattern in channels:
             if not CHANNEL_PATTERN.match(pattern):
                 self.problem(
@@ -220,12 +210,12 @@ class DataSections(FieldReader):
                 )
         return Access(
             app_channels=tuple(channels),
-            app_eval=self.boolean(data, "app_eval", "access.app_eval"),
+            app_eval=self.boolean(data, "access.app_eval"),
             max_channel_length=longest,
         )
 
     def limits(self, data: Mapping[str, Any]) -> Limits:
-        pids = self.integer(data, "pids", "limits.pids", minimum=32, maximum=65536)
+        pids = self.integer(data, "limits.pids")
         cpus_value = data.get("cpus")
         cpus: float | None = None
         if cpus_value is not None:

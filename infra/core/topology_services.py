@@ -20,15 +20,13 @@ from infra.core.model import (
     Users,
 )
 from infra.core.topology_schema import (
-    SERVICE_NAME_PATTERN,
     TLS_FILE_KEYS,
-    USERNAME_PATTERN,
 )
 
 
 class ServiceSections(FieldReader):
     def tls(self, data: Mapping[str, Any]) -> Tls:
-        protocols = self.string_list(data, "protocols", "tls.protocols")
+        protocols = self.string_list(data, "tls.protocols")
         for protocol in protocols:
             if protocol not in TLS_PROTOCOLS:
                 self.problem(
@@ -40,7 +38,7 @@ class ServiceSections(FieldReader):
             self.problem(
                 "tls.protocols", "must name at least one protocol", "use [TLSv1.2, TLSv1.3]"
             )
-        extra_sans = self.string_list(data, "extra_sans", "tls.extra_sans")
+        extra_sans = self.string_list(data, "tls.extra_sans")
         for san in extra_sans:
             if not is_ip(san) and not re.match(r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$", san):
                 self.problem(
@@ -48,7 +46,7 @@ class ServiceSections(FieldReader):
                     f"'{san}' is neither a DNS name nor an IP address",
                     "list host names or IP addresses clients use, e.g. redis.internal",
                 )
-        client_certificates = self.boolean(data, "client_certificates", "tls.client_certificates")
+        client_certificates = self.boolean(data, "tls.client_certificates")
         return Tls(
             protocols=tuple(protocols),
             extra_sans=tuple(extra_sans),
@@ -101,17 +99,7 @@ class ServiceSections(FieldReader):
                 f"only applies to kind sentinel, not {kind.value}",
                 "remove users.sentinel",
             )
-        names = {
-            role: self.string(
-                data,
-                role,
-                f"users.{role}",
-                pattern=USERNAME_PATTERN,
-                rule="is not a valid ACL user name (letters, digits, '_', '.', '-')",
-                example=role,
-            )
-            for role in roles
-        }
+        names = {role: self.string(data, f"users.{role}") for role in roles}
         if "default" in names.values():
             self.problem(
                 "users",
@@ -131,8 +119,8 @@ class ServiceSections(FieldReader):
         return Users(**names)
 
     def publish(self, data: Mapping[str, Any]) -> Publish:
-        enabled = self.boolean(data, "enabled", "publish.enabled")
-        host_ip = self.string(data, "host_ip", "publish.host_ip")
+        enabled = self.boolean(data, "publish.enabled")
+        host_ip = self.string(data, "publish.host_ip")
         if host_ip and not is_ip(host_ip):
             self.problem(
                 "publish.host_ip",
@@ -141,15 +129,13 @@ class ServiceSections(FieldReader):
             )
         base_port = data.get("base_port")
         if base_port is not None:
-            base_port = self.integer(
-                data, "base_port", "publish.base_port", minimum=1024, maximum=65535
-            )
+            base_port = self.integer(data, "publish.base_port")
         return Publish(enabled=enabled, host_ip=host_ip, base_port=base_port)
 
     def sentinel(self, data: Mapping[str, Any]) -> SentinelSettings:
         path = "sentinel."
-        replicas = self.integer(data, "replicas", path + "replicas", minimum=1, maximum=16)
-        sentinels = self.integer(data, "sentinels", path + "sentinels", minimum=3, maximum=15)
+        replicas = self.integer(data, path + "replicas")
+        sentinels = self.integer(data, path + "sentinels")
         if sentinels >= 3 and sentinels % 2 == 0:
             self.problem(
                 path + "sentinels",
@@ -157,16 +143,14 @@ class ServiceSections(FieldReader):
                 "in two halves where neither has a majority to authorise a failover",
                 f"use {sentinels - 1} or {sentinels + 1}",
             )
-        quorum = self.integer(data, "quorum", path + "quorum", minimum=1)
+        quorum = self.integer(data, path + "quorum")
         if quorum > sentinels:
             self.problem(
                 path + "quorum",
                 f"{quorum} can never be reached with {sentinels} sentinels",
                 f"set quorum to {sentinels // 2 + 1} (a majority)",
             )
-        min_write = self.integer(
-            data, "min_replicas_to_write", path + "min_replicas_to_write", minimum=0
-        )
+        min_write = self.integer(data, path + "min_replicas_to_write")
         if min_write > replicas:
             self.problem(
                 path + "min_replicas_to_write",
@@ -177,40 +161,20 @@ class ServiceSections(FieldReader):
             replicas=replicas,
             sentinels=sentinels,
             quorum=quorum,
-            port=self.integer(data, "port", path + "port", minimum=1, maximum=65535),
-            service_name=self.string(
-                data,
-                "service_name",
-                path + "service_name",
-                pattern=SERVICE_NAME_PATTERN,
-                rule="is not a valid master name",
-                example="mymaster",
-            ),
-            down_after_ms=self.integer(data, "down_after_ms", path + "down_after_ms", minimum=100),
-            failover_timeout_ms=self.integer(
-                data, "failover_timeout_ms", path + "failover_timeout_ms", minimum=1000
-            ),
-            parallel_syncs=self.integer(data, "parallel_syncs", path + "parallel_syncs", minimum=1),
+            port=self.integer(data, path + "port"),
+            service_name=self.string(data, path + "service_name"),
+            down_after_ms=self.integer(data, path + "down_after_ms"),
+            failover_timeout_ms=self.integer(data, path + "failover_timeout_ms"),
+            parallel_syncs=self.integer(data, path + "parallel_syncs"),
             min_replicas_to_write=min_write,
-            min_replicas_max_lag=self.integer(
-                data, "min_replicas_max_lag", path + "min_replicas_max_lag", minimum=1
-            ),
-            replica_priority=self.integer(
-                data, "replica_priority", path + "replica_priority", minimum=1
-            ),
+            min_replicas_max_lag=self.integer(data, path + "min_replicas_max_lag"),
+            replica_priority=self.integer(data, path + "replica_priority"),
         )
 
     def cluster(self, data: Mapping[str, Any]) -> ClusterSettings:
         path = "cluster."
-        masters = self.integer(data, "masters", path + "masters", minimum=0, maximum=64)
-        if masters < 3:
-            self.problem(
-                path + "masters",
-                f"{masters} masters cannot form a Redis Cluster: "
-                "failover needs a majority of at least 3 masters",
-                "set masters to 3 or more",
-            )
-        domains = self.string_list(data, "failure_domains", path + "failure_domains")
+        masters = self.integer(data, path + "masters")
+        domains = self.string_list(data, path + "failure_domains")
         if not domains:
             self.problem(
                 path + "failure_domains",
@@ -220,24 +184,12 @@ class ServiceSections(FieldReader):
             domains = ["local"]
         return ClusterSettings(
             masters=masters,
-            replicas_per_master=self.integer(
-                data, "replicas_per_master", path + "replicas_per_master", minimum=0, maximum=5
-            ),
-            node_timeout_ms=self.integer(
-                data, "node_timeout_ms", path + "node_timeout_ms", minimum=100
-            ),
-            replica_validity_factor=self.integer(
-                data, "replica_validity_factor", path + "replica_validity_factor", minimum=0
-            ),
-            require_full_coverage=self.boolean(
-                data, "require_full_coverage", path + "require_full_coverage"
-            ),
-            allow_reads_when_down=self.boolean(
-                data, "allow_reads_when_down", path + "allow_reads_when_down"
-            ),
-            migration_barrier=self.integer(
-                data, "migration_barrier", path + "migration_barrier", minimum=0
-            ),
+            replicas_per_master=self.integer(data, path + "replicas_per_master"),
+            node_timeout_ms=self.integer(data, path + "node_timeout_ms"),
+            replica_validity_factor=self.integer(data, path + "replica_validity_factor"),
+            require_full_coverage=self.boolean(data, path + "require_full_coverage"),
+            allow_reads_when_down=self.boolean(data, path + "allow_reads_when_down"),
+            migration_barrier=self.integer(data, path + "migration_barrier"),
             failure_domains=tuple(domains),
             placement=self.placement(data, domains, masters, data.get("replicas_per_master")),
         )

@@ -18,13 +18,8 @@ from pathlib import Path
 import docker
 
 from infra.backends.image import ensure_image_available
-from infra.backends.local import (
-    LABEL_STATE_DIR,
-    Created,
-    Inventory,
-    JobResult,
-    LocalBackend,
-)
+from infra.backends.local import Created, JobResult, LocalBackend
+from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory
 from infra.core.certs_brought import tls_bundle
 from infra.core.connection import (
     ConnectionInfo,

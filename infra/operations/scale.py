@@ -14,7 +14,8 @@ from pathlib import Path
 
 import docker
 
-from infra.backends.local import LABEL_STATE_DIR, Created, LocalBackend
+from infra.backends.local import Created, LocalBackend
+from infra.backends.local_inventory import LABEL_STATE_DIR
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import ConfigError, DeploymentError
 from infra.core.topology import build_topology, deep_merge

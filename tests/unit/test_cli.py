@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import cli, cli_commands
+from infra import cli
 from infra.backends import docker_engine
+from infra.cli import common as cli_commands
 
 
 @pytest.fixture

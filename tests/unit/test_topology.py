@@ -81,7 +81,7 @@ def _problems(kind: str, name: str = "ok", overrides: dict[str, Any] | None = No
 
 BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     # id, kind, name, overrides, field, words the rule must contain
-    ("unknown kind in file", "single", "ok", {"kind": "master-slave"}, "kind", "not a topology kind"),
+    ("unknown kind in file", "single", "ok", {"kind": "master-slave"}, "kind", "is not one of single, sentinel, cluster"),
     ("unknown top-level key", "single", "ok", {"maxmemory": "1gb"}, "maxmemory", "not a known setting"),
     ("unknown nested key", "single", "ok", {"memory": {"max_memory": "1gb"}}, "memory.max_memory", "not a known"),
     ("port is text", "single", "ok", {"port": "six"}, "port", "whole number"),

@@ -1,5 +1,7 @@
 """The `redis-infra` command line (also `python -m infra.cli`): the argument tree and
-how an error becomes an exit code; the commands are in infra/cli_commands.py."""
+how an error becomes an exit code. Each command group is its own module beside this
+one (deployment, proving, files), over functions of `infra.operations` that return
+data; `common` holds what they share."""
 
 from __future__ import annotations
 
@@ -12,25 +14,10 @@ from pathlib import Path
 
 import docker.errors
 
-from infra.cli_commands import (
-    EXIT_BAD_INPUT,
-    EXIT_DIFFERS,
-    EXIT_FAILED,
-    cmd_bench,
-    cmd_certs,
-    cmd_connection,
-    cmd_down,
-    cmd_drill,
-    cmd_image_build,
-    cmd_load,
-    cmd_measure_scale,
-    cmd_measure_up,
-    cmd_render,
-    cmd_scale,
-    cmd_status,
-    cmd_up,
-    cmd_verify,
-)
+from infra.cli.common import EXIT_BAD_INPUT, EXIT_DIFFERS, EXIT_FAILED
+from infra.cli.deployment import cmd_connection, cmd_down, cmd_scale, cmd_status, cmd_up, cmd_verify
+from infra.cli.files import cmd_certs, cmd_fields, cmd_image_build, cmd_render
+from infra.cli.proving import cmd_bench, cmd_drill, cmd_load, cmd_measure_scale, cmd_measure_up
 from infra.core.errors import ConfigError, RedisInfraError
 from infra.core.plan_specs import READY_TIMEOUT_S
 
@@ -193,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_render)
 
     p = commands.add_parser(
+        "fields", help="every topology setting: type, bounds, meaning, each kind's default"
+    )
+    p.set_defaults(handler=cmd_fields)
+
+    p = commands.add_parser(
         "connection", help="write a Pulumi stack's connection files (run in the project folder)"
     )
     p.add_argument("--from-stack", required=True, metavar="STACK", help="the Pulumi stack")
@@ -242,7 +234,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE  # as a program killed by the signal: what shells expect
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
