@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the project needs on a Debian machine, idempotent:
 #   Debian packages (Python venv, Redis tools for the image, busybox for its jobs,
-#   and the shell linter for the shell programs),
+#   the shell linter for the shell programs, and Node.js for the ioredis client check),
 #   a Docker engine, the project's virtualenv with pinned dependencies, and the
 #   local Redis image built from Debian's packages.
 set -euo pipefail
@@ -21,6 +21,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js may come from Debian or another vendor (which bundles npm): ask for the
+# commands, not for package names.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: node and npm are missing; run this script as root (sudo)" >&2
+    exit 1
+  fi
+  echo "setup: installing nodejs and npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+fi
+clients=tests/clients/ioredis
+if [ ! -d "$clients/node_modules/ioredis" ] || [ "$clients/package-lock.json" -nt "$clients/node_modules" ]; then
+  echo "setup: installing the pinned ioredis for the client check"
+  npm ci --prefix "$clients" --no-audit --no-fund --silent
+  touch "$clients/node_modules"
 fi
 
 bash scripts/ensure-docker.sh

@@ -1,62 +1,52 @@
 """The Pulumi program: stack config -> topology -> plan -> one Redis component.
 
+`pulumi stack init dev && pulumi up` is enough: everything secret is made in the
+stack unless the user brings it (see `pulumi_stack_secrets`).
+
 Stack config (Pulumi.<stack>.yaml), namespace `redis-infra`:
     topology      single | sentinel | cluster | path to a topology file (default single)
     name          deployment name (default redis-<stack>)
-    tlsDir        certificates written by `redis-infra certs` (default certs/<stack>)
     overrides     an object merged over the topology file, e.g. {publish: {base_port: 16379}}
+    tlsDir        optional: certificates written by `redis-infra certs`, used instead of
+                  the stack's own CA
     appPassword, adminPassword, breakglassPassword, healthPassword, replicationPassword
     [, sentinelPassword]
-                  secrets, set with `pulumi config set --secret`
+                  optional secrets (`pulumi config set --secret`); each one not set is a
+                  RandomPassword kept secret in the stack's state
 
 Outputs, all secret: `connection`, the application's connection file exactly as
-`redis-infra up` writes it (the application's credentials only); for operators,
+`redis-infra up` writes it (the application's credentials only; its TLS files named
+relative to it, under tls/); `tlsFiles`, those files' contents; for operators,
 `operatorFile` and `breakglassFile`, the operator.json and breakglass.json beside
-it; `appPassword`. `redis-infra connection --from-stack STACK` writes the three
-files, so verify, drill, load and status work on a Pulumi-made deployment.
+it; `appPassword`. `redis-infra connection --from-stack STACK --out DIR` writes them
+all, so verify, drill, load and status work on a Pulumi-made deployment.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime.config import get_config
 
 from infra.backends.pulumi_components import COMPONENTS, RedisDeployment, RedisDeploymentArgs
-from infra.core.certs import load_generated
-from infra.core.certs_brought import load_brought_files
+from infra.backends.pulumi_stack_secrets import NAMESPACE, stack_passwords, stack_tls
 from infra.core.connection import (
     BREAKGLASS_OUTPUT,
     CONNECTION_OUTPUT,
     OPERATOR_OUTPUT,
+    TLS_FILES_OUTPUT,
     TlsPaths,
     pinned_role_info,
-    tls_paths,
 )
-from infra.core.errors import ConfigError, Problem
-from infra.core.layout import single_engine_only
+from infra.core.errors import ConfigError
+from infra.core.layout import LOCAL_SUBNET_POOL, STACK_SUBNET_POOL, single_engine_only
 from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE, Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
 from infra.core.plan_specs import Plan
-from infra.core.secrets import password_problem, password_ref
+from infra.core.secrets import password_ref
 from infra.core.topology import load_topology
-
-NAMESPACE = "redis-infra"
-
-
-def secret_config_key(secret_name: str) -> str:
-    """`app_password` -> `appPassword`: the stack config key holding that secret."""
-    head, *rest = secret_name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def set_secret_command(key: str, stack: str) -> str:
-    return (
-        f"pulumi config set --secret {NAMESPACE}:{key} "
-        f"\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\" --stack {stack}"
-    )
 
 
 def load_stack_topology(config: pulumi.Config, stack: str) -> Topology:
@@ -74,8 +64,17 @@ def load_stack_topology(config: pulumi.Config, stack: str) -> Topology:
             f"{NAMESPACE}:overrides.network.subnet",
             f"is required for a {topology.kind.value} stack: nodes get fixed addresses there, "
             "so Sentinel and Cluster still reach a node whose container is down",
-            f"add `network: {{subnet: 10.213.0.0/24}}` under {NAMESPACE}:overrides "
-            "(a /24 no other network on the Docker host uses)",
+            f"add `network: {{subnet: 10.214.1.0/24}}` under {NAMESPACE}:overrides "
+            f"(a /24 of {STACK_SUBNET_POOL} no other stack uses)",
+        )
+    if topology.subnet is not None and not _inside(topology.subnet, STACK_SUBNET_POOL):
+        raise ConfigError.single(
+            source,
+            f"{NAMESPACE}:overrides.network.subnet",
+            f"{topology.subnet} is outside {STACK_SUBNET_POOL}, the range kept for stacks: "
+            f"`redis-infra up` picks local subnets from {LOCAL_SUBNET_POOL}, and any other "
+            "network could take it before `pulumi up` does",
+            f"use a /24 of {STACK_SUBNET_POOL} no other stack uses, e.g. 10.214.1.0/24",
         )
     if topology.publish.enabled and topology.publish.base_port is None:
         raise ConfigError.single(
@@ -89,27 +88,9 @@ def load_stack_topology(config: pulumi.Config, stack: str) -> Topology:
     return topology
 
 
-def password_outputs(
-    config: pulumi.Config, names: list[str], stack: str
-) -> dict[str, pulumi.Output[str]]:
-    """Each password as a secret Output, checked before any resource is declared.
-
-    The value is read once, synchronously, so a missing or weak password stops the
-    program before Pulumi creates anything; it is wrapped as a secret at once.
-    """
-    problems: list[Problem] = []
-    outputs: dict[str, pulumi.Output[str]] = {}
-    for name in names:
-        key = secret_config_key(name)
-        value = get_config(config.full_key(key))
-        problem = password_problem(f"{NAMESPACE}:{key}", value if isinstance(value, str) else None)
-        if problem is not None:
-            problems.append(Problem(problem.field, problem.rule, set_secret_command(key, stack)))
-            continue
-        outputs[name] = pulumi.Output.secret(str(value))
-    if problems:
-        raise ConfigError(f"stack {stack}", problems)
-    return outputs
+def _inside(subnet: str, pool: ipaddress.IPv4Network) -> bool:
+    network = ipaddress.ip_network(subnet)
+    return isinstance(network, ipaddress.IPv4Network) and network.subnet_of(pool)
 
 
 def project_root() -> Path:
@@ -127,37 +108,25 @@ def deploy(config: pulumi.Config, stack: str) -> RedisDeployment:
     """Build the stack's component and export what clients need."""
     topology = load_stack_topology(config, stack)
     single_engine_only(topology)  # one Docker provider for now, whatever the plan's domains
-    tls_dir = project_root() / (config.get("tlsDir") or f"certs/{stack}")
-    certs_fix = (
-        f"run `redis-infra certs --topology {config.get('topology') or 'single'} "
-        f"--name {topology.name} --out {tls_dir}` (same --set overrides as the stack)"
-    )
+    tls_dir = config.get("tlsDir")
     addresses = fixed_addresses(topology, topology.subnet)
-    bundle = (
-        load_brought_files(topology, addresses)
-        if topology.tls.files
-        else load_generated(topology, tls_dir, certs_fix, addresses)
-    )
-    plan = build_plan(topology, bundle.certificates)
-    secrets: dict[str, pulumi.Input[str]] = dict(
-        password_outputs(config, plan.password_names, stack)
-    )
-    for name, pem in bundle.private_keys.items():
-        secrets[name] = pulumi.Output.secret(pem)
-    tls = tls_paths(bundle.certificates)
+    stack_certs = stack_tls(topology, addresses, project_root() / tls_dir if tls_dir else None)
+    plan = build_plan(topology, stack_certs.certificates)
+    passwords = stack_passwords(config, plan.password_names, stack, topology.name)
+    secrets: dict[str, pulumi.Input[str]] = {**passwords, **stack_certs.secrets}
     component = COMPONENTS[topology.kind.value](
-        topology.name, RedisDeploymentArgs(plan, secrets, tls)
+        topology.name, RedisDeploymentArgs(plan, secrets, stack_certs.paths)
     )
     pulumi.export(CONNECTION_OUTPUT, component.connection)
-    pulumi.export("caFile", str(bundle.certificates.ca_file))
-    if bundle.certificates.client_cert_file:
-        pulumi.export("clientCertFile", str(bundle.certificates.client_cert_file))
-        pulumi.export("clientKeyFile", str(bundle.certificates.client_key_file))
+    pulumi.export(TLS_FILES_OUTPUT, stack_certs.files)
+    pulumi.export("tlsSource", stack_certs.source)
     pulumi.export("appPassword", secrets[password_ref(APP_ROLE).name])
     # Operator credentials are separate outputs: the application's never include them.
     for output, role in ((OPERATOR_OUTPUT, OPERATOR_ROLE), (BREAKGLASS_OUTPUT, BREAKGLASS_ROLE)):
         password = secrets[password_ref(role).name]
-        pulumi.export(output, _role_file(plan, tls, role, password, topology.settings))
+        pulumi.export(
+            output, _role_file(plan, stack_certs.paths, role, password, topology.settings)
+        )
     return component
 
 

@@ -30,6 +30,8 @@ BREAKGLASS_FILE = "breakglass.json"
 CONNECTION_OUTPUT = "connection"
 OPERATOR_OUTPUT = "operatorFile"
 BREAKGLASS_OUTPUT = "breakglassFile"
+TLS_FILES_OUTPUT = "tlsFiles"  # the TLS files the connection output names, by file name
+STACK_TLS_DIR = "tls"  # where those are, relative to the stack's connection file
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,10 @@ class ConnectionInfo:
                     {"host": n.host, "port": n.port, "internal": n.internal}
                     for n in self.sentinels()
                 ],
+                # Sentinels speak TLS only and require ACL auth, as this user (the
+                # same credentials as the data nodes; clients must send them to both).
+                "tls": True,
+                "username": self.credentials(APP_ROLE).username,
             }
         if self.topology == "cluster":
             data["cluster"] = {
@@ -154,7 +160,22 @@ class ConnectionInfo:
                     for n in self.data_nodes()
                 ],
             }
+        data["address_map"] = self.address_map()
         return data
+
+    def address_map(self) -> dict[str, dict[str, Any]]:
+        """Every address a node is announced by (Sentinel: fixed IPs; Cluster: hostnames;
+        both: name:port on the network) -> where this host reaches it. ioredis takes it
+        as `natMap`; redis-py and go-redis through a dialer or address remap."""
+        mapped: dict[str, dict[str, Any]] = {}
+        for node in self.nodes:
+            if node.host is None or node.port is None:
+                continue
+            port = node.internal.rpartition(":")[2]
+            for announced in (node.internal, f"{node.address}:{port}" if node.address else None):
+                if announced:
+                    mapped[announced] = {"host": node.host, "port": node.port}
+        return mapped
 
     def role_json(self, role: str, *, with_settings: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -280,7 +301,7 @@ def read_connection_file(
             name=data["name"],
             topology=data["topology"],
             network=data["network"],
-            tls=TlsPaths(**data["tls"]),
+            tls=_tls_beside(path, TlsPaths(**data["tls"])),
             users={role: Credentials(**creds) for role, creds in data["users"].items()},
             nodes=tuple(NodeAddress(**node) for node in data["nodes"]),
             service_name=(data.get("sentinel") or {}).get("service_name"),
@@ -294,6 +315,19 @@ def read_connection_file(
         if extra is not None:
             info = _with_role_file(info, extra)
     return info
+
+
+def _tls_beside(path: Path, tls: TlsPaths) -> TlsPaths:
+    """TLS files named relative to the connection file (a Pulumi stack's) are beside it."""
+
+    def resolved(value: str) -> str:
+        return value if Path(value).is_absolute() else str((path.parent / value).resolve())
+
+    return TlsPaths(
+        resolved(tls.ca_file),
+        resolved(tls.cert_file) if tls.cert_file else None,
+        resolved(tls.key_file) if tls.key_file else None,
+    )
 
 
 def _with_role_file(info: ConnectionInfo, path: Path) -> ConnectionInfo:

@@ -6,11 +6,18 @@ a subject alternative name of its certificate, so it is decided here, once.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
 from infra.core.errors import ConfigError
 from infra.core.model import Kind, Topology
+
+# `redis-infra up` picks each deployment's internal /24 from LOCAL_SUBNET_POOL; Pulumi
+# stacks fix theirs in STACK_SUBNET_POOL, so a local deployment can never take a
+# stack's subnet before `pulumi up` does, and both live side by side on one engine.
+LOCAL_SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")
+STACK_SUBNET_POOL = ipaddress.IPv4Network("10.214.0.0/16")
 
 
 class Role(StrEnum):

@@ -67,6 +67,10 @@ APP_COMMANDS = {
     "functions": "fcall fcall_ro",
     "connection": "auth hello ping echo quit reset client|id client|getname client|info "
     "acl|whoami command time wait",
+    # Read-only server figures, no keys, values or credentials: ioredis's ready check
+    # (is the node still loading? in Sentinel mode, is it really the master?) and
+    # libraries such as BullMQ (the server's version) need it.
+    "introspection": "info",
     "cluster clients": "cluster|slots cluster|shards cluster|nodes cluster|info "
     "cluster|keyslot cluster|myid readonly readwrite asking",
 }

@@ -40,18 +40,31 @@ def password_ref(role: str) -> SecretRef:
     return SecretRef(f"{role}_password")
 
 
+TLS_KEY_PREFIX = "tls_key:"
+# Certificates are public, but a backend may only know them once it has made them
+# (the Pulumi stack's own CA): the plan then refers to them as it does to secrets.
+TLS_CERT_PREFIX = "tls_cert:"
+CA_CERT = "ca"
+
+
 def tls_key_ref(node: str) -> SecretRef:
     return SecretRef(f"{TLS_KEY_PREFIX}{node}")
 
 
-TLS_KEY_PREFIX = "tls_key:"
+def tls_cert_ref(node: str) -> SecretRef:
+    """A node's certificate, or the CA's (`CA_CERT`), where the plan refers to it."""
+    return SecretRef(f"{TLS_CERT_PREFIX}{node}")
+
+
+def is_tls_material(name: str) -> bool:
+    return name.startswith((TLS_KEY_PREFIX, TLS_CERT_PREFIX))
 
 
 def password_names(secret_names: Iterable[str]) -> list[str]:
     """The passwords a backend must provide for a plan referring to `secret_names`:
-    every referenced one that is not a private key, and those the credential files hold
+    every referenced one that is not a key or certificate, and those the credential files hold
     (even where no rendered file refers to them)."""
-    passwords = {name for name in secret_names if not name.startswith(TLS_KEY_PREFIX)}
+    passwords = {name for name in secret_names if not is_tls_material(name)}
     return sorted(passwords | {password_ref(role).name for role in FILE_ROLES})
 
 

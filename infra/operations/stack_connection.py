@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 from infra.core.connection import (
@@ -17,11 +17,18 @@ from infra.core.connection import (
     CONNECTION_OUTPUT,
     OPERATOR_FILE,
     OPERATOR_OUTPUT,
+    STACK_TLS_DIR,
+    TLS_FILES_OUTPUT,
     read_connection_file,
 )
 from infra.core.errors import ConfigError, DeploymentError
 from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE
-from infra.core.private_files import claim_private_dir, write_private_json
+from infra.core.private_files import (
+    claim_private_dir,
+    ensure_private_dir,
+    write_private_bytes,
+    write_private_json,
+)
 
 FILES = {
     CONNECTION_OUTPUT: CONNECTION_FILE,
@@ -94,11 +101,41 @@ def _check_outputs(stack: str, outputs: dict[str, object]) -> dict[str, dict[str
     return files
 
 
+def _check_tls_files(
+    stack: str, outputs: dict[str, object], connection: dict[str, Any]
+) -> dict[str, str]:
+    """The TLS files the connection output names (relative to it), from `tlsFiles`."""
+    found = outputs.get(TLS_FILES_OUTPUT)
+    tls = connection.get("tls")
+    if not isinstance(found, dict) or not isinstance(tls, dict):
+        raise DeploymentError(
+            f"stack {stack!r} has no {TLS_FILES_OUTPUT} output: run `pulumi up` for it with "
+            "this version of redis-infra first"
+        )
+    wanted: dict[str, str] = {}
+    for value in tls.values():
+        if value is None:
+            continue
+        relative = PurePosixPath(str(value))
+        if relative.is_absolute() or relative.parent != PurePosixPath(STACK_TLS_DIR):
+            raise DeploymentError(f"stack {stack!r}: unexpected TLS path {value!r} in its output")
+        pem = found.get(relative.name)
+        if not isinstance(pem, str) or "-----BEGIN" not in pem:
+            raise DeploymentError(f"stack {stack!r}: {TLS_FILES_OUTPUT} lacks {relative.name}")
+        wanted[relative.name] = pem
+    return wanted
+
+
 def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Path:
-    """Write connection.json, operator.json and breakglass.json (0600, in a 0700 folder)
-    from the stack's outputs, all checked first; return the connection file."""
-    files = _check_outputs(stack, stack_outputs(stack, pulumi))
+    """Write connection.json, operator.json, breakglass.json and tls/ (0600, in 0700
+    folders) from the stack's outputs, all checked first; return the connection file."""
+    outputs = stack_outputs(stack, pulumi)
+    files = _check_outputs(stack, outputs)
+    tls_files = _check_tls_files(stack, outputs, files[CONNECTION_OUTPUT])
     claim_private_dir(out, "--out")
+    ensure_private_dir(out / STACK_TLS_DIR)
+    for file_name, pem in tls_files.items():
+        write_private_bytes(out / STACK_TLS_DIR / file_name, pem.encode())
     for output, file_name in FILES.items():
         write_private_json(out / file_name, files[output])
     connection = out / CONNECTION_FILE

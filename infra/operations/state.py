@@ -30,6 +30,7 @@ from typing import Any
 
 from infra.core.connection import BREAKGLASS_FILE, CONNECTION_FILE, OPERATOR_FILE
 from infra.core.errors import ConfigError, Problem
+from infra.core.layout import LOCAL_SUBNET_POOL
 from infra.core.private_files import (
     check_private_dir,
     check_private_file,
@@ -43,7 +44,6 @@ SECRETS_FILE = "secrets.json"
 ALLOCATIONS_FILE = "allocations.json"
 SETTINGS_FILE = "topology.json"  # the merged settings the deployment was built from
 COPIES_FILE = "copies.json"
-SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")  # /24s for deployments' internal networks
 TLS_DIR = "tls"
 
 
@@ -152,11 +152,11 @@ class StateDir:
         return ports
 
     def subnet(self, taken: list[ipaddress.IPv4Network]) -> str:
-        """The deployment's subnet: the one chosen before, else a free /24 of SUBNET_POOL."""
+        """The deployment's subnet: the one chosen before, else a free /24 of LOCAL_SUBNET_POOL."""
         allocations = self._read(ALLOCATIONS_FILE)
         if allocations.get("subnet"):
             return str(allocations["subnet"])
-        candidates = list(SUBNET_POOL.subnets(new_prefix=24))
+        candidates = list(LOCAL_SUBNET_POOL.subnets(new_prefix=24))
         # A random free one: two deployments started at the same moment rarely pick alike.
         start = secrets.randbelow(len(candidates))
         for candidate in candidates[start:] + candidates[:start]:
@@ -167,7 +167,7 @@ class StateDir:
         raise ConfigError.single(
             "network.subnet",
             "network.subnet",
-            f"every /24 of {SUBNET_POOL} is in use",
+            f"every /24 of {LOCAL_SUBNET_POOL} is in use",
             "set network.subnet to a free IPv4 /24 (e.g. --set network.subnet=10.214.0.0/24)",
         )
 

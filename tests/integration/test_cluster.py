@@ -21,6 +21,7 @@ from infra.operations.observe_cluster import cluster_problems, cluster_state
 from infra.operations.scale import scale_cluster
 from infra.operations.verify import verify
 from tests.integration.conftest import DeployFactory, Deployment
+from tests.integration.other_clients import assert_seed_operations_work
 
 NODE_TIMEOUT_MS = 1000
 FAILOVER_BOUND_S = NODE_TIMEOUT_MS / 1000 * 4 + 6
@@ -194,3 +195,8 @@ def test_scale_out_keeps_every_key(cluster: Deployment) -> None:
     new_master = result.new_nodes[0]
     admin = node_client(result.info, new_master, role="admin")
     assert admin.dbsize() > 0
+
+
+def test_ioredis_runs_the_seed_operations_from_the_connection_file(cluster: Deployment) -> None:
+    """Another ecosystem's mainstream client, configured from the file alone, no warning."""
+    assert_seed_operations_work(cluster.connection_file)

@@ -19,6 +19,7 @@ from infra.operations.drills.sentinel import SentinelDrill
 from infra.operations.observe_sentinel import convergence_problems, group_state
 from infra.operations.verify import verify
 from tests.integration.conftest import DeployFactory, Deployment, unique_name
+from tests.integration.other_clients import assert_seed_operations_work
 
 DOWN_AFTER_MS = 1000
 # Generous: detection (down-after) + agreement + election + promotion, on a busy CI box.
@@ -172,3 +173,8 @@ def test_clean_restart_with_default_timeouts_neither_fails_over_nor_loses(
     assert report["converged"]
     assert report["failover"] is False and report["new_master"] == report["old_master"]
     assert report["writes"]["acknowledged_lost"] == 0
+
+
+def test_ioredis_runs_the_seed_operations_from_the_connection_file(group: Deployment) -> None:
+    """Another ecosystem's mainstream client, configured from the file alone, no warning."""
+    assert_seed_operations_work(group.connection_file)

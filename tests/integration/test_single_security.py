@@ -14,6 +14,7 @@ from testcontainers.core.container import DockerContainer
 import redis
 from infra.operations.client import no_retry, node_client, tls_options
 from tests.integration.conftest import DeployFactory, Deployment
+from tests.integration.other_clients import assert_seed_operations_work
 
 DANGEROUS_FOR_APP = [
     ("CONFIG", "SET", "maxmemory", "1mb"),
@@ -36,7 +37,6 @@ DANGEROUS_FOR_APP = [
     ("CLIENT", "KILL", "ID", "1"),
     ("SWAPDB", "0", "1"),
     ("FAILOVER",),
-    ("INFO",),
 ]
 
 
@@ -163,6 +163,16 @@ def test_app_user_can_do_its_job(app: redis.Redis) -> None:
     assert app.fcall("token_bucket", 1, "rl:{alice}", 10, 1) == 1  # the shipped library
     assert app.publish("app:channel", "hello") == 0  # its own channels
     assert app.acl_whoami() == "app"
+
+
+def test_app_info_shows_figures_but_no_secret(single: Deployment, app: redis.Redis) -> None:
+    """INFO is allowed (ioredis's ready check); it must not reveal what CONFIG GET would."""
+    info = app.info("everything")
+    assert info["role"] == "master" and info["loading"] == 0
+    text = json.dumps(info)
+    operator = single.info.credentials("admin").password
+    assert not [p for p in (single.info.credentials("app").password, operator) if p in text]
+    assert "masterauth" not in text and "requirepass" not in text
 
 
 def test_the_rate_limiters_limit_and_refuse_what_would_poison_them(app: redis.Redis) -> None:
@@ -315,3 +325,8 @@ def test_tls12_offers_only_aead_ciphers_with_forward_secrecy(single: Deployment)
     for weak in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA"):  # CBC, not AEAD
         with pytest.raises(ssl.SSLError):
             handshake(weak)
+
+
+def test_ioredis_runs_the_seed_operations_from_the_connection_file(single: Deployment) -> None:
+    """Another ecosystem's mainstream client, configured from the file alone, no warning."""
+    assert_seed_operations_work(single.connection_file)

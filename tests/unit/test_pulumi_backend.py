@@ -3,6 +3,7 @@ with the same inputs, hardening included, and no secret reaches state in clear."
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,22 +11,33 @@ from typing import Any
 
 import pulumi
 import pytest
+from cryptography import x509
 from pulumi.runtime import rpc
 
 from infra.backends.pulumi_components import JobFailedError
-from infra.backends.pulumi_program import deploy, load_stack_topology, secret_config_key
+from infra.backends.pulumi_program import deploy, load_stack_topology
+from infra.backends.pulumi_stack_secrets import secret_config_key
 from infra.core.certs import ensure_certificates as _generate
-from infra.core.certs import load_generated
+from infra.core.certs import load_generated, required_names, throwaway_certificates
 from infra.core.connection import read_connection_file
 from infra.core.errors import ConfigError, DeploymentError
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses
 from infra.core.topology import load_topology
 from infra.operations.stack_connection import write_stack_connection
+from tests.pulumi_fakes import (
+    CERT_REQUEST,
+    CONTAINER,
+    LOCALLY_SIGNED,
+    NETWORK,
+    PRIVATE_KEY,
+    RANDOM_PASSWORD,
+    SELF_SIGNED,
+    VOLUME,
+    RecordingMocks,
+    plain,
+)
 
-CONTAINER = "docker:index/container:Container"
-NETWORK = "docker:index/network:Network"
-VOLUME = "docker:index/volume:Volume"
 PASSWORDS = {
     "appPassword": "app-Secret-0123456789abcdef",
     "adminPassword": "admin-Secret-0123456789abcdef",
@@ -36,42 +48,23 @@ PASSWORDS = {
 }
 
 
-STACK_OVERRIDES = {"publish": {"base_port": 16379}, "network": {"subnet": "10.213.9.0/24"}}
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every resource; job containers 'exit' with `job_exit_code`."""
-
-    def __init__(self, job_exit_code: int = 0) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-        self.job_exit_code = job_exit_code
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        state = dict(args.inputs)
-        if args.typ == CONTAINER and args.inputs.get("mustRun") is False:
-            state["exitCode"] = self.job_exit_code
-            state["containerLogs"] = "mock logs"
-        return f"{args.name}-id", state
-
-    def call(
-        self, args: pulumi.runtime.MockCallArgs
-    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-    def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
-        return {r.name: r.inputs for r in self.resources if r.typ == typ}
+STACK_OVERRIDES = {"publish": {"base_port": 16379}, "network": {"subnet": "10.214.9.0/24"}}
 
 
 def _configure(
-    stack: str, topology: str, tls_dir: Path, passwords: dict[str, str], **extra: Any
+    stack: str,
+    topology: str,
+    tls_dir: Path | None,
+    passwords: dict[str, str],
+    **extra: Any,
 ) -> None:
+    """The stack's config; no tls_dir and no passwords is a bare `pulumi stack init`."""
     overrides = extra.pop("overrides", STACK_OVERRIDES)
     config = {
         "redis-infra:topology": topology,
         "redis-infra:name": f"t-{stack}",
-        "redis-infra:tlsDir": str(tls_dir),
         "redis-infra:overrides": json.dumps(overrides),
+        **({"redis-infra:tlsDir": str(tls_dir)} if tls_dir is not None else {}),
         **{f"redis-infra:{key}": value for key, value in passwords.items()},
     }
     pulumi.runtime.set_all_config(config, secret_keys=[f"redis-infra:{k}" for k in passwords])
@@ -105,6 +98,10 @@ def deployed(certs_dir: Path) -> Iterator[RecordingMocks]:
     mocks = RecordingMocks()
     _run(mocks, "dev")
     yield mocks
+
+
+def _config_job(mocks: RecordingMocks, stack: str = "dev") -> dict[str, Any]:
+    return mocks.of_type(CONTAINER)[f"t-{stack}-config"]
 
 
 def _plan_for(certs_dir: Path, kind: str = "single", stack: str = "dev") -> Any:
@@ -159,18 +156,8 @@ def test_config_job_delivers_files_as_uploads(deployed: RecordingMocks, certs_di
     assert inputs["mustRun"] is False and inputs["attach"] is True
     assert inputs.get("readOnly") in (None, False)  # uploads need a writable root
     assert inputs["networkMode"] == "none"
-    uploaded = {u["file"] for u in _plain(inputs["uploads"])}
+    uploaded = {u["file"] for u in plain(inputs["uploads"])}
     assert uploaded == {u.path for u in job.uploads}
-
-
-def _plain(value: Any) -> Any:
-    """`value` with every secret wrapper removed."""
-    value = rpc.unwrap_rpc_secret(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _leaks(value: Any, secrets: list[str], inside_secret: bool = False) -> list[str]:
@@ -197,26 +184,31 @@ def test_no_secret_in_plain_text(deployed: RecordingMocks, certs_dir: Path) -> N
     # ... and they are really there, wrapped: the ACL and the health check's password
     # file go to the config job; the health check itself holds no secret in any form.
     job = deployed.of_type(CONTAINER)["t-dev-config"]
-    uploads = {u["file"]: u["content"] for u in _plain(job["uploads"])}
+    uploads = {u["file"]: u["content"] for u in plain(job["uploads"])}
     assert hashes[0] in uploads["/stage/t-dev-redis/users.acl"]
     assert uploads["/stage/t-dev-redis/health-password"] == PASSWORDS["healthPassword"]
-    health = json.dumps(_plain(deployed.of_type(CONTAINER)["t-dev-redis"]["healthcheck"]))
+    health = json.dumps(plain(deployed.of_type(CONTAINER)["t-dev-redis"]["healthcheck"]))
     assert not any(secret in health for secret in PASSWORDS.values())
     functions = deployed.of_type(CONTAINER)["t-dev-functions"]
-    password = next(u for u in _plain(functions["uploads"]) if u["file"] == "/stage/admin-password")
+    password = next(u for u in plain(functions["uploads"]) if u["file"] == "/stage/admin-password")
     assert password["content"] == PASSWORDS["adminPassword"]
 
 
-def test_missing_secret_names_the_exact_command(certs_dir: Path) -> None:
+def test_a_password_not_configured_is_generated_and_a_configured_one_wins(
+    certs_dir: Path,
+) -> None:
     ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
     _configure(
         "dev", "single", certs_dir, {k: v for k, v in PASSWORDS.items() if k != "adminPassword"}
     )
-    with pytest.raises(ConfigError) as caught:
-        deploy(pulumi.Config("redis-infra"), "dev")
-    message = str(caught.value)
-    assert "pulumi config set --secret redis-infra:adminPassword" in message
-    assert "--stack dev" in message
+    mocks = RecordingMocks()
+    _run(mocks, "dev")
+    generated = mocks.of_type(RANDOM_PASSWORD)
+    assert list(generated) == ["t-dev-adminPassword"]  # every other one was configured
+    assert generated["t-dev-adminPassword"]["length"] >= 32
+    uploads = {u["file"]: u["content"] for u in plain(_config_job(mocks)["uploads"])}
+    # The configured health password reached the node as given.
+    assert uploads["/stage/t-dev-redis/health-password"] == PASSWORDS["healthPassword"]
 
 
 def test_missing_certificates_name_the_command(certs_dir: Path) -> None:
@@ -278,12 +270,12 @@ def test_other_kinds_map_to_their_component(
     # Fixed addresses: the network's IPAM and each node's address on it.
     network = mocks.of_type(NETWORK)[f"t-{stack}-net"]
     assert network["ipamConfigs"] == [
-        {"subnet": "10.213.9.0/24", "ipRange": "10.213.9.128/25", "gateway": "10.213.9.1"}
+        {"subnet": "10.214.9.0/24", "ipRange": "10.214.9.128/25", "gateway": "10.214.9.1"}
     ]
     addresses = [
         containers[spec.name]["networksAdvanced"][0]["ipv4Address"] for spec in plan.containers
     ]
-    assert addresses == [f"10.213.9.{10 + i}" for i in range(len(plan.containers))]
+    assert addresses == [f"10.214.9.{10 + i}" for i in range(len(plan.containers))]
 
 
 def test_secret_config_keys_are_camel_case() -> None:
@@ -303,16 +295,26 @@ def test_the_connection_output_names_the_application_user_only(certs_dir: Path) 
 
     program()
     # It is a connection file, the one `redis-infra up` writes: every client of the
-    # project (verify, drill, load) and any other reads it as it is.
-    written = certs_dir / "connection.json"
+    # project (verify, drill, load) and any other reads it as it is, its TLS files
+    # beside it (written there by `redis-infra connection --from-stack`).
+    written = certs_dir / "out" / "connection.json"
+    written.parent.mkdir()
     written.write_text(json.dumps(seen))
     written.chmod(0o600)
     info = read_connection_file(written)
-    assert set(seen["users"]) == {"app"}  # operators: the operatorCredentials output
+    assert set(seen["users"]) == {"app"}  # operators: the operatorFile output
     assert info.credentials("app").password == PASSWORDS["appPassword"]
-    assert info.tls.ca_file == str(certs_dir / "ca.crt") and Path(info.tls.ca_file).is_file()
+    assert seen["tls"] == {
+        "ca_file": "tls/ca.crt",
+        "cert_file": "tls/client.crt",
+        "key_file": "tls/client.key",
+    }
+    assert info.tls.ca_file == str(written.parent / "tls" / "ca.crt")
     (node,) = info.data_nodes()
     assert (node.host, node.port) == ("127.0.0.1", 16379)
+    # Every address the node is known by on its network, mapped to where this host reaches it.
+    here = {"host": "127.0.0.1", "port": 16379}
+    assert seen["address_map"] == {"t-dev-redis:6379": here, "10.214.9.10:6379": here}
 
 
 def test_a_relative_tls_dir_is_the_project_folders(
@@ -328,6 +330,9 @@ def test_a_relative_tls_dir_is_the_project_folders(
     mocks = RecordingMocks()
     _run(mocks, "dev")
     assert mocks.of_type("docker:index/container:Container")  # found, so it deployed
+
+
+TLS_NAMES = ("tls/ca.crt", "tls/client.crt", "tls/client.key")
 
 
 def _stack_outputs(certs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -367,8 +372,8 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
     certs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = _stack_outputs(certs_dir, monkeypatch)
-    for name in ("connection", "operatorFile", "breakglassFile", "appPassword"):
-        assert seen[f"secret:{name}"] is True, name  # each holds a password
+    for name in ("connection", "operatorFile", "breakglassFile", "appPassword", "tlsFiles"):
+        assert seen[f"secret:{name}"] is True, name  # each holds a password or a key
     outputs = {k: v for k, v in seen.items() if not k.startswith("secret:")}
     fake = tmp_path / "pulumi"  # prints what the real CLI would, for that stack only
     fake.write_text(
@@ -380,11 +385,15 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
     out = tmp_path / "dev-files"
     connection = write_stack_connection("dev", out, pulumi=str(fake))
     assert (out.stat().st_mode & 0o777) == 0o700
-    for name in ("connection.json", "operator.json", "breakglass.json"):
+    for name in ("connection.json", "operator.json", "breakglass.json", *TLS_NAMES):
         assert ((out / name).stat().st_mode & 0o777) == 0o600
     info = read_connection_file(
         connection, operator_file=out / "operator.json", breakglass_file=out / "breakglass.json"
     )
+    # The TLS files beside it are the stack's (here, the tlsDir's) and the file names them.
+    assert info.tls.ca_file == str(out / "tls" / "ca.crt")
+    assert (out / "tls/ca.crt").read_text() == (certs_dir / "ca.crt").read_text()
+    assert (out / "tls/client.key").read_text() == (certs_dir / "client.key").read_text()
     assert info.credentials("admin").password == PASSWORDS["adminPassword"]
     assert info.credentials("breakglass").password == PASSWORDS["breakglassPassword"]
     assert info.settings["publish"]["base_port"] == 16379  # verify compares against these
@@ -414,3 +423,70 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
 def test_connection_from_stack_without_the_pulumi_cli_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="install the Pulumi CLI"):
         write_stack_connection("dev", tmp_path / "x", pulumi="no-such-pulumi-here")
+
+
+@pytest.mark.parametrize(
+    ("kind", "stack"), [("single", "dev"), ("sentinel", "staging"), ("cluster", "prod")]
+)
+def test_a_bare_stack_makes_its_own_passwords_and_certificates(kind: str, stack: str) -> None:
+    """`pulumi stack init && pulumi up`: no tlsDir, no secret set, nothing else to do."""
+    _configure(stack, kind, None, {})
+    mocks = RecordingMocks()
+    _run(mocks, stack)
+    topology = load_topology(kind, f"t-{stack}", STACK_OVERRIDES)
+    addresses = fixed_addresses(topology, topology.subnet)
+    plan = build_plan(topology, throwaway_certificates(topology, addresses))
+    # One RandomPassword per password the plan and the credential files need.
+    generated = mocks.of_type(RANDOM_PASSWORD)
+    assert sorted(generated) == sorted(
+        f"t-{stack}-{secret_config_key(name)}" for name in plan.password_names
+    )
+    # A CA, and per node a key, a request naming every name and address, a certificate.
+    assert len(mocks.of_type(SELF_SIGNED)) == 1
+    requests = mocks.of_type(CERT_REQUEST)
+    for node, names in required_names(topology, addresses).items():
+        request = plain(requests[f"t-{stack}-tls-{node}-csr"])
+        assert sorted(request.get("dnsNames") or []) + sorted(request.get("ipAddresses") or []) == (
+            sorted(n for n in names if not _is_ip(n)) + sorted(n for n in names if _is_ip(n))
+        )
+    clients = 1 if topology.tls.client_certificates else 0
+    assert len(mocks.of_type(LOCALLY_SIGNED)) == len(requests) == len(plan.containers) + clients
+    assert len(mocks.of_type(PRIVATE_KEY)) == len(requests) + 1
+    # Each node's certificate reached the config job, signed by the stack's CA and
+    # naming the node; its key went there too, and nowhere in plain text.
+    uploads = {u["file"]: u["content"] for u in plain(_config_job(mocks, stack)["uploads"])}
+    ca_pem = next(v for k, v in uploads.items() if k.endswith("/tls/ca.crt"))
+    ca = x509.load_pem_x509_certificate(ca_pem.encode())
+    for spec in plan.containers:
+        pem = uploads[f"/stage/{spec.name}/tls/server.crt"]
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert.verify_directly_issued_by(ca)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert spec.node.name in sans.get_values_for_type(x509.DNSName)
+        assert "PRIVATE KEY" in uploads[f"/stage/{spec.name}/tls/server.key"]
+    values = _generated_values(mocks)
+    assert values, "the mocks produced no secret"
+    for resource in mocks.resources:
+        if resource.typ in (PRIVATE_KEY, SELF_SIGNED, CERT_REQUEST, LOCALLY_SIGNED):
+            continue  # the tls resources take keys as inputs; the provider keeps them secret
+        assert _leaks(resource.inputs, values) == [], resource.name
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _generated_values(mocks: RecordingMocks) -> list[str]:
+    """Every password and private key the fake providers produced for this run."""
+    found: list[str] = []
+    for resource in mocks.resources:
+        state = mocks.states.get(resource.name, {})
+        if resource.typ == RANDOM_PASSWORD:
+            found.append(state["result"])
+        if resource.typ == PRIVATE_KEY:
+            found.append(state["privateKeyPem"].strip().splitlines()[1])
+    return found

@@ -1,0 +1,155 @@
+"""Pulumi mocks that answer as the providers would: pulumi_random returns a random
+password, pulumi_tls real ECDSA keys, CSRs and certificates (made with `cryptography`
+from the resource's own inputs), pulumi-docker job containers an exit code.
+
+With these the program runs end to end without the Pulumi CLI, and what it declares
+can be checked (unit tests) or applied to a Docker engine (integration tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from typing import Any
+
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pulumi.runtime import rpc
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+LOCALLY_SIGNED = "tls:index/locallySignedCert:LocallySignedCert"
+
+_USES = {
+    "server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+}
+
+
+def plain(value: Any) -> Any:
+    """`value` with every secret wrapper removed."""
+    value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def _key(pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _cert(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: Any,
+    signer: ec.EllipticCurvePrivateKey,
+    inputs: dict[str, Any],
+    sans: list[x509.GeneralName],
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    hours = int(inputs.get("validityPeriodHours") or 24)
+    is_ca = bool(inputs.get("isCaCertificate"))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=hours))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    usages = [_USES[u] for u in inputs.get("allowedUses") or [] if u in _USES]
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def provider_state(typ: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """What pulumi_random / pulumi_tls would return for a resource, or None."""
+    inputs = plain(inputs)
+    if typ == RANDOM_PASSWORD:
+        length = int(inputs.get("length") or 16)
+        return {"result": secrets.token_urlsafe(length)[:length]}
+    if typ == PRIVATE_KEY:
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # "EC PRIVATE KEY", as the provider
+            serialization.NoEncryption(),
+        )
+        return {"privateKeyPem": pem.decode()}
+    if typ == CERT_REQUEST:
+        key = _key(inputs["privateKeyPem"])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, inputs["subject"]["commonName"])])
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in inputs.get("dnsNames") or []]
+        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses") or []]
+        builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        csr = builder.sign(key, hashes.SHA256())
+        return {"certRequestPem": csr.public_bytes(serialization.Encoding.PEM).decode()}
+    if typ == SELF_SIGNED:
+        key = _key(inputs["privateKeyPem"])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, inputs["subject"]["commonName"])])
+        return {"certPem": _pem(_cert(name, name, key.public_key(), key, inputs, []))}
+    if typ == LOCALLY_SIGNED:
+        csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
+        ca = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+        try:
+            found = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            sans = list(found.value)
+        except x509.ExtensionNotFound:
+            sans = []
+        signer = _key(inputs["caPrivateKeyPem"])
+        cert = _cert(csr.subject, ca.subject, csr.public_key(), signer, inputs, sans)
+        return {"certPem": _pem(cert)}
+    return None
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records every resource; answers for random and tls as the providers would; job
+    containers 'exit' with `job_exit_code`."""
+
+    def __init__(self, job_exit_code: int = 0) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.states: dict[str, dict[str, Any]] = {}  # what the fake providers made, by name
+        self.job_exit_code = job_exit_code
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(args)
+        state = dict(args.inputs)
+        made = provider_state(args.typ, args.inputs) or {}
+        self.states[args.name] = made
+        state.update(made)
+        if args.typ == CONTAINER and args.inputs.get("mustRun") is False:
+            state["exitCode"] = self.job_exit_code
+            state["containerLogs"] = "mock logs"
+        return f"{args.name}-id", state
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+    def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
+        return {r.name: r.inputs for r in self.resources if r.typ == typ}
