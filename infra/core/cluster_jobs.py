@@ -63,12 +63,34 @@ def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str
     ]
 
 
+@dataclass(frozen=True)
+class SentinelGroup:
+    """What a converged group looks like to each of its sentinels."""
+
+    addresses: tuple[str, ...]
+    port: int
+    service_name: str
+    replicas: int
+
+
 def functions_script(
-    addresses: list[str], tls_args: tuple[str, ...], admin_user: str, port: int
+    addresses: list[str],
+    tls_args: tuple[str, ...],
+    admin_user: str,
+    port: int,
+    group: SentinelGroup | None = None,
 ) -> str:
-    """Load the function library on whichever data node is master now."""
+    """Load the function library on whichever data node is master now; in a Sentinel
+    group, then wait until it converged, so exit 0 means ready (plan_specs.READY_MEANS)
+    for `pulumi up`, which has no other wait."""
     lines = _preamble(tls_args, admin_user, port)
     lines.append(f"load_functions {' '.join(shlex.quote(a) for a in addresses)}")
+    if group is not None:
+        others = len(group.addresses) - 1
+        lines.append(
+            f"wait_converged {group.port} {_quoted(group.service_name)} {group.replicas} "
+            f"{others} {' '.join(shlex.quote(a) for a in group.addresses)}"
+        )
     return "\n".join(lines)
 
 
@@ -122,6 +144,9 @@ def create_script(
         f"  cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
         f"  wait_agreement {first}",
         "fi",
+        # Exit 0 means ready (plan_specs.READY_MEANS): `pulumi up` has no other wait.
+        *(f"wait_ok {address}" for _, address in everyone),
+        *(f"wait_linked {replica}" for shard in shards for _, replica in shard.replicas),
         "echo cluster formed",
         f"load_functions {' '.join(address for _, address in everyone)}",
     ]

@@ -11,11 +11,12 @@ from infra.core.cluster_jobs import (
     ADMIN_PASSWORD_FILE,
     FUNCTIONS_FILE,
     STAGE_DIR,
+    SentinelGroup,
     Shard,
     create_script,
     functions_script,
 )
-from infra.core.layout import Node
+from infra.core.layout import Node, Role
 from infra.core.model import Topology
 from infra.core.plan_specs import (
     JOB_VOLUME_ROOT,
@@ -183,9 +184,26 @@ def _job_addresses(containers: list[ContainerSpec], addressing: Addressing | Non
 def _functions_job(
     topology: Topology, containers: list[ContainerSpec], addressing: Addressing | None
 ) -> JobSpec:
-    """Loads the shipped function library on the master (replicas receive it)."""
+    """Loads the shipped function library on the master (replicas receive it); in a
+    Sentinel group, waits until every sentinel sees every replica and sentinel."""
+    group = None
+    if topology.sentinel is not None:
+        group = SentinelGroup(
+            addresses=tuple(
+                addressing.addresses[spec.node.name] if addressing else spec.node.name
+                for spec in containers
+                if spec.node.role is Role.SENTINEL
+            ),
+            port=topology.sentinel.port,
+            service_name=topology.sentinel.service_name,
+            replicas=topology.sentinel.replicas,
+        )
     script = functions_script(
-        _job_addresses(containers, addressing), tls_cli_args(), topology.users.admin, topology.port
+        _job_addresses(containers, addressing),
+        tls_cli_args(),
+        topology.users.admin,
+        topology.port,
+        group,
     )
     return operator_job(topology, containers, JobKind.FUNCTIONS, script)
 

@@ -136,6 +136,14 @@ def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Pat
     ensure_private_dir(out / STACK_TLS_DIR)
     for file_name, pem in tls_files.items():
         write_private_bytes(out / STACK_TLS_DIR / file_name, pem.encode())
+    # The files name their TLS files as absolute paths, so a client anywhere reads them.
+    tls_dir = (out / STACK_TLS_DIR).resolve()
+    connection_json = dict(files[CONNECTION_OUTPUT])
+    connection_json["tls"] = {
+        key: str(tls_dir / PurePosixPath(value).name) if value else None
+        for key, value in connection_json["tls"].items()
+    }
+    files = {**files, CONNECTION_OUTPUT: connection_json}
     for output, file_name in FILES.items():
         write_private_json(out / file_name, files[output])
     connection = out / CONNECTION_FILE

@@ -53,6 +53,12 @@ wait_known() {  # ADDRESS COUNT: until the node knows COUNT nodes (gossip spread
 wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves or proxies)
   wait_until "$1 to report cluster_state:ok" has_field "$1" cluster_state ok
 }
+wait_linked() {  # ADDRESS: until the replica's link to its master is up
+  wait_until "$1 to link to its master" linked "$1"
+}
+linked() {  # ADDRESS
+  cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'master_link_status:up'
+}
 close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance left open
   if ! agree "$1"; then cli --cluster fix "$1:$PORT" --cluster-yes; fi
 }
@@ -70,6 +76,24 @@ load_functions() {  # ADDRESS...: the library on every master (replicas receive 
   done
   [ "$loaded" -gt 0 ] || { echo "no master to load the function library on" >&2; return 1; }
   echo "function library loaded on $loaded master(s)"
+}
+value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-line output
+  grep -A1 -x "$1" | tail -n 1
+}
+converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS: the sentinel sees
+  # the master, every replica healthy (flags exactly "slave") and every other sentinel
+  others="$(cli -h "$1" -p "$2" sentinel master "$3" | tr -d '\r' | value_after num-other-sentinels)"
+  healthy="$(cli -h "$1" -p "$2" sentinel replicas "$3" | tr -d '\r' | grep -A1 -x flags | grep -cx slave || true)"
+  [ "$others" = "$5" ] && [ "$healthy" = "$4" ]
+}
+wait_converged() {  # SENTINEL_PORT SERVICE REPLICAS OTHERS SENTINEL_ADDRESS...
+  sentinel_port="$1" service="$2" replicas="$3" others="$4"
+  shift 4
+  for address in "$@"; do
+    wait_until "sentinel $address to see $replicas replicas and $others sentinels" \
+      converged "$address" "$sentinel_port" "$service" "$replicas" "$others"
+  done
+  echo "sentinel group converged"
 }
 replicate() {  # REPLICA_ADDRESS MASTER_ADDRESS: unless it already replicates
   if ! cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:slave'; then

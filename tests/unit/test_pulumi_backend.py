@@ -391,7 +391,8 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
         connection, operator_file=out / "operator.json", breakglass_file=out / "breakglass.json"
     )
     # The TLS files beside it are the stack's (here, the tlsDir's) and the file names them.
-    assert info.tls.ca_file == str(out / "tls" / "ca.crt")
+    assert info.tls.ca_file == str(out.resolve() / "tls" / "ca.crt")
+    assert json.loads(connection.read_text())["tls"]["ca_file"] == info.tls.ca_file  # absolute
     assert (out / "tls/ca.crt").read_text() == (certs_dir / "ca.crt").read_text()
     assert (out / "tls/client.key").read_text() == (certs_dir / "client.key").read_text()
     assert info.credentials("admin").password == PASSWORDS["adminPassword"]

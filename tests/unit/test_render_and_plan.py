@@ -395,7 +395,7 @@ def test_single_and_sentinel_load_the_function_library_as_the_operator(
     ):
         (job,) = _plan(make_topology, certificates_for, kind).bootstrap_jobs
         assert job.kind is JobKind.FUNCTIONS and job.network == "p-net"
-        assert job.command[2].splitlines()[-1] == f"load_functions {target}"
+        assert f"load_functions {target}" in job.command[2].splitlines()
         library = next(u for u in job.uploads if u.path == "/stage/functions.lua")
         assert library.content.startswith("#!lua name=ratelimit")
         assert "register_function('token_bucket'" in library.content

@@ -3,13 +3,17 @@
 // Prints one JSON line of results; any warning ioredis prints goes to stderr, which
 // the test requires to be empty.
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import Redis from "ioredis";
 
-const file = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const path = process.argv[2];
+const file = JSON.parse(readFileSync(path, "utf8"));
 const user = file.users.app;
+// TLS file paths may be relative to the connection file (a Pulumi stack's raw output).
+const read = (name) => readFileSync(resolve(dirname(path), name));
 const tls = {
-  ca: readFileSync(file.tls.ca_file),
-  ...(file.tls.cert_file ? { cert: readFileSync(file.tls.cert_file), key: readFileSync(file.tls.key_file) } : {}),
+  ca: read(file.tls.ca_file),
+  ...(file.tls.cert_file ? { cert: read(file.tls.cert_file), key: read(file.tls.key_file) } : {}),
 };
 const auth = { username: user.username, password: user.password };
 // Nodes announce addresses of the deployment's network; this host reaches them here.
