@@ -76,9 +76,33 @@ def _cert(
         .not_valid_after(now + dt.timedelta(hours=hours))
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
-    usages = [_USES[u] for u in inputs.get("allowedUses") or [] if u in _USES]
+    uses = set(inputs.get("allowedUses") or [])
+    usages = [_USES[u] for u in sorted(uses) if u in _USES]
     if usages:
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    builder = builder.add_extension(
+        x509.KeyUsage(
+            digital_signature="digital_signature" in uses,
+            content_commitment=False,
+            key_encipherment="key_encipherment" in uses,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign="cert_signing" in uses,
+            crl_sign="crl_signing" in uses,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
+    if inputs.get("setSubjectKeyId"):
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+    if not is_ca or subject != issuer:  # what the provider adds to a signed certificate
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(signer, hashes.SHA256())

@@ -62,11 +62,13 @@ def _volumes(mounts: Sequence[MountSpec]) -> list[docker.ContainerVolumeArgs]:
 
 
 def _check_job(name: str) -> Any:
+    """Raise if the job exited non-zero; else its container id (or "ok" without one)."""
+
     def check(values: list[Any]) -> str:
-        exit_code, logs = values
+        exit_code, logs, *job_id = values
         if exit_code is not None and exit_code != 0:
             raise JobFailedError(f"job container {name} exited {exit_code}:\n{logs or '(no logs)'}")
-        return "ok"
+        return str(job_id[0]) if job_id and job_id[0] else "ok"
 
     return check
 
@@ -117,9 +119,12 @@ class RedisDeployment(pulumi.ComponentResource):
             for spec in plan.volumes
         }
         self.config_job = self._job(plan.config_job, depends_on=list(self.volumes.values()))
-        job_ok = pulumi.Output.all(self.config_job.exit_code, self.config_job.container_logs).apply(
-            _check_job(plan.config_job.name)
-        )
+        # The Redis containers carry the config job's id: a new certificate or password
+        # replaces the job (its uploads changed), and then every node that reads those
+        # files, since Redis 7.0 keeps the old ones in memory until it restarts.
+        job_ok = pulumi.Output.all(
+            self.config_job.exit_code, self.config_job.container_logs, self.config_job.id
+        ).apply(_check_job(plan.config_job.name))
         self.containers = {
             spec.name: self._container(
                 spec, job_ok, depends_on=[self.config_job, *self.networks.values()]

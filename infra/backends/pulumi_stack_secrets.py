@@ -25,12 +25,13 @@ from pathlib import Path
 import pulumi
 import pulumi_random
 import pulumi_tls as tls
-from pulumi.runtime.config import get_config
+from pulumi.runtime.config import get_config, is_config_secret
 
 from infra.core.certs import (
     CA_VALIDITY,
     CLIENT_COMMON_NAME,
     LEAF_VALIDITY,
+    RENEW_BEFORE,
     CertificateSet,
     TlsBundle,
     load_generated,
@@ -69,6 +70,16 @@ def stack_passwords(
     for name in names:
         key = secret_config_key(name)
         value = get_config(config.full_key(key))
+        if value is not None and not is_config_secret(config.full_key(key)):
+            problems.append(
+                Problem(
+                    f"{NAMESPACE}:{key}",
+                    f"is in Pulumi.{stack}.yaml in plain text (set without --secret)",
+                    f"pulumi config rm {NAMESPACE}:{key} --stack {stack}, then set it again with "
+                    "--secret (or leave it unset to have the stack generate one)",
+                )
+            )
+            continue
         if value is None:
             generated = pulumi_random.RandomPassword(
                 f"{prefix}-{key}", length=PASSWORD_LENGTH, special=False
@@ -160,6 +171,10 @@ def _signed(
         ca_private_key_pem=ca_key.private_key_pem,
         ca_cert_pem=ca.cert_pem,
         validity_period_hours=int(LEAF_VALIDITY.total_seconds() // 3600),
+        # As `redis-infra up` does: a certificate this close to expiry is replaced at
+        # the next `pulumi up` (and with it the nodes that present it).
+        early_renewal_hours=int(RENEW_BEFORE.total_seconds() // 3600),
+        set_subject_key_id=True,
         allowed_uses=uses,
     )
     return key, cert
@@ -174,6 +189,7 @@ def _generated(topology: Topology, addresses: Mapping[str, str]) -> StackTls:
         is_ca_certificate=True,
         subject=tls.SelfSignedCertSubjectArgs(common_name=f"{topology.name} redis-infra CA"),
         validity_period_hours=int(CA_VALIDITY.total_seconds() // 3600),
+        set_subject_key_id=True,
         allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
     )
     secrets: dict[str, pulumi.Input[str]] = {tls_cert_ref(CA_CERT).name: ca.cert_pem}

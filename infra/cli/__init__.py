@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from-stack", required=True, metavar="STACK", help="the Pulumi stack")
     p.add_argument("--out", type=Path, required=True, help="folder for the files (made 0700)")
+    p.add_argument(
+        "--operator",
+        action="store_true",
+        help="also write operator.json and breakglass.json (the operator's folder, never "
+        "an application's)",
+    )
     p.set_defaults(handler=cmd_connection)
 
     p = commands.add_parser("certs", help="generate a CA, node and client certificates")

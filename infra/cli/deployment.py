@@ -156,7 +156,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def cmd_connection(args: argparse.Namespace) -> int:
     from infra.operations.stack_connection import write_stack_connection
 
-    connection = write_stack_connection(args.from_stack, args.out)
-    print(f"wrote {connection} and the operator files beside it (0600)")
-    print(f"  redis-infra verify --name NAME --connection {connection}")
+    connection = write_stack_connection(args.from_stack, args.out, operator=args.operator)
+    if args.operator:
+        print(f"wrote {connection}, tls/ and the operator files beside it (0600)")
+        print(f"  redis-infra verify --name NAME --connection {connection}")
+    else:
+        print(f"wrote {connection} and tls/ (0600): the application's credentials only")
+        print("  for verify, drill or load, add --operator (into the operator's own folder)")
     return EXIT_OK

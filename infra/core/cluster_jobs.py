@@ -86,6 +86,7 @@ def functions_script(
     lines = _preamble(tls_args, admin_user, port)
     lines.append(f"load_functions {' '.join(shlex.quote(a) for a in addresses)}")
     if group is not None:
+        lines.append(f"wait_replicas_linked {' '.join(shlex.quote(a) for a in addresses)}")
         others = len(group.addresses) - 1
         lines.append(
             f"wait_converged {group.port} {_quoted(group.service_name)} {group.replicas} "
@@ -145,8 +146,10 @@ def create_script(
         f"  wait_agreement {first}",
         "fi",
         # Exit 0 means ready (plan_specs.READY_MEANS): `pulumi up` has no other wait.
+        # Roles are whatever failovers made them, not the plan's: ask each node.
+        *(f"wait_known {address} {len(everyone)}" for _, address in everyone),
         *(f"wait_ok {address}" for _, address in everyone),
-        *(f"wait_linked {replica}" for shard in shards for _, replica in shard.replicas),
+        f"wait_replicas_linked {' '.join(address for _, address in everyone)}",
         "echo cluster formed",
         f"load_functions {' '.join(address for _, address in everyone)}",
     ]

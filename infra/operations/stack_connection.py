@@ -25,7 +25,6 @@ from infra.core.errors import ConfigError, DeploymentError
 from infra.core.model import APP_ROLE, BREAKGLASS_ROLE, OPERATOR_ROLE
 from infra.core.private_files import (
     claim_private_dir,
-    ensure_private_dir,
     write_private_bytes,
     write_private_json,
 )
@@ -126,14 +125,17 @@ def _check_tls_files(
     return wanted
 
 
-def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Path:
-    """Write connection.json, operator.json, breakglass.json and tls/ (0600, in 0700
-    folders) from the stack's outputs, all checked first; return the connection file."""
+def write_stack_connection(
+    stack: str, out: Path, pulumi: str = "pulumi", *, operator: bool = False
+) -> Path:
+    """Write connection.json and tls/ (0600, in 0700 folders) from the stack's outputs,
+    all checked first, and with `operator` operator.json and breakglass.json too (the
+    application's folder must never hold them); return the connection file."""
     outputs = stack_outputs(stack, pulumi)
     files = _check_outputs(stack, outputs)
     tls_files = _check_tls_files(stack, outputs, files[CONNECTION_OUTPUT])
     claim_private_dir(out, "--out")
-    ensure_private_dir(out / STACK_TLS_DIR)
+    claim_private_dir(out / STACK_TLS_DIR, "--out")  # refuses a link planted there
     for file_name, pem in tls_files.items():
         write_private_bytes(out / STACK_TLS_DIR / file_name, pem.encode())
     # The files name their TLS files as absolute paths, so a client anywhere reads them.
@@ -144,10 +146,16 @@ def write_stack_connection(stack: str, out: Path, pulumi: str = "pulumi") -> Pat
         for key, value in connection_json["tls"].items()
     }
     files = {**files, CONNECTION_OUTPUT: connection_json}
-    for output, file_name in FILES.items():
+    written = FILES if operator else {CONNECTION_OUTPUT: CONNECTION_FILE}
+    for output, file_name in written.items():
         write_private_json(out / file_name, files[output])
     connection = out / CONNECTION_FILE
-    read_connection_file(
-        connection, operator_file=out / OPERATOR_FILE, breakglass_file=out / BREAKGLASS_FILE
-    )
+    if operator:
+        read_connection_file(
+            connection, operator_file=out / OPERATOR_FILE, breakglass_file=out / BREAKGLASS_FILE
+        )
+    else:
+        read_connection_file(connection)
+        for stale in (OPERATOR_FILE, BREAKGLASS_FILE):  # from an earlier --operator run
+            (out / stale).unlink(missing_ok=True)
     return connection

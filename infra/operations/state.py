@@ -168,7 +168,8 @@ class StateDir:
             "network.subnet",
             "network.subnet",
             f"every /24 of {LOCAL_SUBNET_POOL} is in use",
-            "set network.subnet to a free IPv4 /24 (e.g. --set network.subnet=10.214.0.0/24)",
+            "set network.subnet to a free IPv4 /24 outside 10.214.0.0/16, which is kept for "
+            "Pulumi stacks (e.g. --set network.subnet=10.215.0.0/24)",
         )
 
     def save_settings(self, settings: dict[str, Any]) -> None:

@@ -56,6 +56,11 @@ wait_ok() {  # ADDRESS: until the node itself says cluster_state:ok (it serves o
 wait_linked() {  # ADDRESS: until the replica's link to its master is up
   wait_until "$1 to link to its master" linked "$1"
 }
+wait_replicas_linked() {  # ADDRESS...: every one that is a replica now has its link up
+  for address in "$@"; do
+    if ! is_master "$address"; then wait_linked "$address"; fi
+  done
+}
 linked() {  # ADDRESS
   cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'master_link_status:up'
 }
@@ -80,18 +85,23 @@ load_functions() {  # ADDRESS...: the library on every master (replicas receive 
 value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-line output
   grep -A1 -x "$1" | tail -n 1
 }
-converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS: the sentinel sees
-  # the master, every replica healthy (flags exactly "slave") and every other sentinel
-  others="$(cli -h "$1" -p "$2" sentinel master "$3" | tr -d '\r' | value_after num-other-sentinels)"
+converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS MASTER_IP: the
+  # sentinel names that master, sees every replica healthy (flags exactly "slave") and
+  # every other sentinel
+  master="$(cli -h "$1" -p "$2" sentinel master "$3" | tr -d '\r')"
+  [ "$(echo "$master" | value_after ip)" = "$6" ] || return 1
+  others="$(echo "$master" | value_after num-other-sentinels)"
   healthy="$(cli -h "$1" -p "$2" sentinel replicas "$3" | tr -d '\r' | grep -A1 -x flags | grep -cx slave || true)"
   [ "$others" = "$5" ] && [ "$healthy" = "$4" ]
 }
 wait_converged() {  # SENTINEL_PORT SERVICE REPLICAS OTHERS SENTINEL_ADDRESS...
   sentinel_port="$1" service="$2" replicas="$3" others="$4"
   shift 4
+  # The master as the first sentinel names it; every sentinel must name the same one.
+  master_ip="$(cli -h "$1" -p "$sentinel_port" sentinel get-master-addr-by-name "$service" | head -n 1 | tr -d '\r')"
   for address in "$@"; do
     wait_until "sentinel $address to see $replicas replicas and $others sentinels" \
-      converged "$address" "$sentinel_port" "$service" "$replicas" "$others"
+      converged "$address" "$sentinel_port" "$service" "$replicas" "$others" "$master_ip"
   done
   echo "sentinel group converged"
 }

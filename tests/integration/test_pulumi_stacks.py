@@ -84,7 +84,7 @@ def _connection_folder(
         f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF\n"
     )
     fake.chmod(0o700)
-    write_stack_connection(stack, base / "files", pulumi=str(fake))
+    write_stack_connection(stack, base / "files", pulumi=str(fake), operator=True)
     return base / "files"
 
 

@@ -14,8 +14,10 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 # `redis-cli sentinel master|replicas` prints one element per line, nested ones flattened.
 FAKE_CLI = """#!/bin/sh
 case "$*" in
+  *"sentinel get-master-addr-by-name mymaster"*) printf '10.0.0.10\\n6379\\n' ;;
   *"sentinel master mymaster"*)
-    printf 'name\\nmymaster\\nnum-other-sentinels\\n%s\\n' "$(cat "$STATE/others")" ;;
+    printf 'name\\nmymaster\\nip\\n10.0.0.10\\n'
+    printf 'num-other-sentinels\\n%s\\n' "$(cat "$STATE/others")" ;;
   *"sentinel replicas mymaster"*) cat "$STATE/replicas" ;;
   *) exit 1 ;;
 esac
@@ -56,3 +58,40 @@ def test_a_replica_still_down_or_a_missing_sentinel_is_not(tmp_path: Path) -> No
     assert "to see 2 replicas and 2 sentinels" in down.stderr
     alone = _wait(tmp_path, 1, _replica("slave") + _replica("slave"))
     assert alone.returncode != 0
+    assert (
+        "gave up waiting for sentinel 10.0.0.13 to see 2 replicas and 2 sentinels" in alone.stderr
+    )
+
+
+REPLICATION_CLI = """#!/bin/sh
+# ... -h ADDRESS ... info replication: the role and link each node reports now
+while [ "$1" != "-h" ]; do shift; done
+address="$2"
+case "$address" in
+  10.0.0.10) printf 'role:master\\r\\n' ;;
+  *) printf 'role:slave\\r\\nmaster_link_status:%s\\r\\n' "$(cat "$STATE/link-$address")" ;;
+esac
+"""
+
+
+def test_replicas_are_found_by_their_role_now_and_must_be_linked(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-cli").write_text(REPLICATION_CLI)
+    (bin_dir / "redis-cli").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
+
+    def wait(links: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        for address, link in links.items():
+            (tmp_path / f"link-{address}").write_text(link)
+        script = (
+            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_ROUNDS=3\n{_FUNCTIONS}\n"
+            "wait_replicas_linked 10.0.0.10 10.0.0.11 10.0.0.12\n"
+        )
+        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                              timeout=30, env=env)  # fmt: skip
+
+    assert wait({"10.0.0.11": "up", "10.0.0.12": "up"}).returncode == 0
+    syncing = wait({"10.0.0.11": "up", "10.0.0.12": "down"})
+    assert syncing.returncode != 0
+    assert "gave up waiting for 10.0.0.12 to link to its master" in syncing.stderr

@@ -145,7 +145,9 @@ def test_container_inputs_match_the_plan_and_are_hardened(
     assert "uploads" not in inputs  # read-only rootfs: never uploads (Docker refuses them)
     labels = {entry["label"]: entry["value"] for entry in inputs["labels"]}
     assert labels["redis-infra.name"] == "t-dev"
-    assert labels["redis-infra.config-job"] == "ok"  # created only after the job succeeded
+    # Created only after the job succeeded, and carrying its id: a new job (new files,
+    # a renewed certificate, a rotated password) replaces the node that reads them.
+    assert labels["redis-infra.config-job"] == "t-dev-config-id"
     networks = deployed.of_type(NETWORK)
     assert networks["t-dev-net"]["internal"] is True
 
@@ -221,6 +223,28 @@ def test_stack_must_pin_published_ports(certs_dir: Path) -> None:
     _configure("dev", "single", certs_dir, PASSWORDS, overrides={})
     with pytest.raises(ConfigError, match="base_port"):
         load_stack_topology(pulumi.Config("redis-infra"), "dev")
+
+
+def test_a_password_set_without_secret_is_refused(certs_dir: Path) -> None:
+    ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
+    _configure("dev", "single", certs_dir, PASSWORDS)
+    config = {f"redis-infra:{key}": value for key, value in PASSWORDS.items()}
+    plain_keys = [f"redis-infra:{k}" for k in PASSWORDS if k != "healthPassword"]
+    pulumi.runtime.set_all_config(
+        {
+            **config,
+            "redis-infra:topology": "single",
+            "redis-infra:name": "t-dev",
+            "redis-infra:tlsDir": str(certs_dir),
+            "redis-infra:overrides": json.dumps(STACK_OVERRIDES),
+        },
+        secret_keys=plain_keys,
+    )
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="redis-infra", stack="dev", preview=False)
+    with pytest.raises(ConfigError, match=r"healthPassword: is in Pulumi.dev.yaml in plain text"):
+        deploy(pulumi.Config("redis-infra"), "dev")
+    assert mocks.resources == []
 
 
 def test_weak_secret_stops_the_program_before_any_resource(certs_dir: Path) -> None:
@@ -335,12 +359,17 @@ def test_a_relative_tls_dir_is_the_project_folders(
 TLS_NAMES = ("tls/ca.crt", "tls/client.crt", "tls/client.key")
 
 
-def _stack_outputs(certs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def _stack_outputs(
+    certs_dir: Path, monkeypatch: pytest.MonkeyPatch, *, bare: bool = False
+) -> dict[str, Any]:
     """What `deploy()` exports, as `pulumi stack output --json --show-secrets` prints it,
-    and whether each export is a secret (under `secret:<name>`)."""
-    topology = load_topology("single", "t-dev", STACK_OVERRIDES)
-    ensure_certificates(topology, certs_dir)
-    _configure("dev", "single", certs_dir, PASSWORDS)
+    and whether each export is a secret (under `secret:<name>`). `bare`: a stack with
+    nothing configured but its topology (generated passwords and certificates)."""
+    if bare:
+        _configure("dev", "single", None, {})
+    else:
+        ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
+        _configure("dev", "single", certs_dir, PASSWORDS)
     pulumi.runtime.set_mocks(RecordingMocks(), project="redis-infra", stack="dev", preview=False)
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
@@ -383,7 +412,11 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
     )
     fake.chmod(0o700)
     out = tmp_path / "dev-files"
-    connection = write_stack_connection("dev", out, pulumi=str(fake))
+    # For an application: its file and TLS files only, never the operator's.
+    app_only = write_stack_connection("dev", tmp_path / "app-files", pulumi=str(fake))
+    assert sorted(p.name for p in app_only.parent.iterdir()) == ["connection.json", "tls"]
+    assert read_connection_file(app_only).users.keys() == {"app"}
+    connection = write_stack_connection("dev", out, pulumi=str(fake), operator=True)
     assert (out.stat().st_mode & 0o777) == 0o700
     for name in ("connection.json", "operator.json", "breakglass.json", *TLS_NAMES):
         assert ((out / name).stat().st_mode & 0o777) == 0o600
@@ -419,6 +452,15 @@ def test_connection_from_stack_writes_the_files_every_command_reads(
     (tmp_path / "link").symlink_to(loose)
     with pytest.raises(ConfigError, match="is not a folder"):
         write_stack_connection("dev", tmp_path / "link", pulumi=str(fake))
+    # ... and so is a link planted where the client key goes.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o700)
+    (planted / "tls").symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        write_stack_connection("dev", planted, pulumi=str(fake))
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_connection_from_stack_without_the_pulumi_cli_says_so(tmp_path: Path) -> None:
@@ -491,3 +533,17 @@ def _generated_values(mocks: RecordingMocks) -> list[str]:
         if resource.typ == PRIVATE_KEY:
             found.append(state["privateKeyPem"].strip().splitlines()[1])
     return found
+
+
+def test_a_bare_stacks_outputs_are_secret_and_a_connection_folder(
+    certs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _stack_outputs(certs_dir, monkeypatch, bare=True)
+    for name in ("connection", "operatorFile", "breakglassFile", "appPassword", "tlsFiles"):
+        assert seen[f"secret:{name}"] is True, name
+    assert seen["tlsSource"] == "generated in the stack"
+    files = seen["tlsFiles"]
+    assert set(files) == {"ca.crt", "client.crt", "client.key"}
+    ca = x509.load_pem_x509_certificate(files["ca.crt"].encode())
+    x509.load_pem_x509_certificate(files["client.crt"].encode()).verify_directly_issued_by(ca)
+    assert seen["connection"]["users"]["app"]["password"] == seen["appPassword"]
