@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("measure-up", help="time bring-up from scratch, N runs (median)")
     _add_topology_source_options(p)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="after each run, the same topology as native redis-server processes (same TLS, "
+        "same readiness) and docker run's own floor, for the ratio",
+    )
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     p.set_defaults(handler=cmd_measure_up)
 

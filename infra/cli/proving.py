@@ -58,7 +58,9 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
     overrides = parse_set_flags(args.overrides)
     if args.image:
         overrides = deep_merge(overrides, {"image": args.image})
-    report = measure_bring_up(docker_client(), args.topology, args.runs, overrides)
+    report = measure_bring_up(
+        docker_client(), args.topology, args.runs, overrides, native=args.native
+    )
     if args.json:
         write_json(args.json, report)
     print(
@@ -67,6 +69,13 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
         f"({READY_MEANS[Kind(report['kind'])]}), "
         f"down {report['median_seconds_down']:.2f} s ({args.runs} runs)"
     )
+    if args.native:
+        native, ratio = report["median_seconds_native"], report["ratio_total_vs_native"]
+        floor = report["median_seconds_docker_floor"]
+        print(
+            f"  native redis-server, same TLS and readiness: {native:.2f} s (bring-up is "
+            f"{ratio:.2f}x that); docker run to first PONG: {floor:.2f} s"
+        )
     return EXIT_OK
 
 

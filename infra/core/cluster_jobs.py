@@ -19,7 +19,7 @@ from infra.core.secrets import password_ref
 STAGE_DIR = "/stage"
 ADMIN_PASSWORD_FILE = f"{STAGE_DIR}/admin-password"
 FUNCTIONS_FILE = f"{STAGE_DIR}/functions.lua"
-WAIT_ROUNDS = 600  # x 0.2 s: two minutes for a node to come up
+WAIT_ROUNDS = 2400  # x 0.05 s: two minutes for a node to come up
 
 _FUNCTIONS = (JOBS_DIR / "cluster-job.sh").read_text(encoding="utf-8")
 

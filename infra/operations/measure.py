@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import statistics
 import tempfile
 import time
@@ -14,6 +15,7 @@ import docker
 
 from infra.core.topology import load_topology
 from infra.operations.deploy import down, up
+from infra.operations.native_bring_up import measure_native
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,50 @@ class BringUpRun:
     seconds_down: float
 
 
+def docker_floor(client: docker.DockerClient, image: str) -> float:
+    """What Docker itself costs: `docker run` of the image to its first (plaintext) PONG."""
+    with socket.socket() as probe:  # a free loopback port, as Docker would pick one
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    started = time.monotonic()
+    container = client.containers.run(
+        image,
+        # Inside the container's own network namespace; published on loopback only.
+        "redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save '' --appendonly no",
+        detach=True,
+        ports={"6379/tcp": ("127.0.0.1", free)},
+        labels={"redis-infra.name": "measure-floor"},
+    )
+    try:
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", free), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            if time.monotonic() - started > 30:
+                raise TimeoutError("the image answered no PING within 30 s")
+            time.sleep(0.005)
+    finally:
+        container.remove(force=True)
+
+
 def measure_bring_up(
-    client: docker.DockerClient, topology_name: str, runs: int, overrides: dict[str, Any]
+    client: docker.DockerClient,
+    topology_name: str,
+    runs: int,
+    overrides: dict[str, Any],
+    *,
+    native: bool = False,
 ) -> dict[str, Any]:
-    """Deploy and remove `topology_name` `runs` times; medians and every run, as data."""
+    """Deploy and remove `topology_name` `runs` times; medians and every run, as data.
+    With `native`, each run is followed by the same topology as native processes
+    (`native_bring_up`) and Docker's own floor, so the figures sit side by side."""
     results: list[BringUpRun] = []
+    anchors: list[float] = []
+    floors: list[float] = []
     for _ in range(runs):
         name = f"measure-{secrets.token_hex(3)}"
         topology = load_topology(topology_name, name, overrides)
@@ -43,7 +84,29 @@ def measure_bring_up(
                     result.seconds_total, result.seconds_start_to_ready, time.monotonic() - started
                 )
             )
+        if native:
+            cluster = topology.cluster
+            anchors.append(
+                measure_native(
+                    topology.kind.value,
+                    masters=cluster.masters if cluster else 3,
+                    node_timeout_ms=cluster.node_timeout_ms if cluster else 5000,
+                ).seconds_to_ready
+            )
+            floors.append(docker_floor(client, topology.image))
+    extra: dict[str, Any] = {}
+    if native:
+        median_native = statistics.median(anchors)
+        median_total = statistics.median(r.seconds_total for r in results)
+        extra = {
+            "median_seconds_native": median_native,
+            "median_seconds_docker_floor": statistics.median(floors),
+            "ratio_total_vs_native": median_total / median_native,
+            "native_each": anchors,
+            "docker_floor_each": floors,
+        }
     return {
+        **extra,
         "topology": topology_name,
         "kind": topology.kind.value,
         "runs": runs,

@@ -12,7 +12,7 @@ wait_until() {  # WHAT COMMAND...: until COMMAND succeeds; after two minutes fai
   until "$@"; do
     i=$((i + 1))
     [ "$i" -lt $WAIT_ROUNDS ] || { echo "gave up waiting for $what" >&2; return 1; }
-    sleep 0.2
+    sleep 0.05
   done
 }
 field() {  # ADDRESS FIELD: one field of CLUSTER INFO

@@ -19,10 +19,12 @@ install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel
   # at any other address can only come from a forged hello, and must not survive.
   if [ -e "$2" ]; then
     master=$(grep -E "^sentinel monitor [^ ]+ ($DATA_NODES) " "$2" | head -n 1 | cut -d ' ' -f 4,5)
+    # The rendered first-start seeds give way to what Sentinel recorded (kept below).
+    seeds='^sentinel (myid|known-replica|known-sentinel) '
     if [ -n "$master" ]; then
-      sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$1" > "$2.new"
+      grep -v -E "$seeds" "$1" | sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" > "$2.new"
     else
-      cp "$1" "$2.new"
+      grep -v -E "$seeds" "$1" > "$2.new" || true
     fi
     grep -E '^sentinel (myid|config-epoch|leader-epoch|current-epoch) ' "$2" >> "$2.new" || true
     grep -E "^sentinel known-replica [^ ]+ ($DATA_NODES) " "$2" >> "$2.new" || true

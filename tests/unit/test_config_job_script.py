@@ -105,3 +105,31 @@ def test_reinstall_drops_what_a_forged_hello_planted(tmp_path: Path) -> None:
         "sentinel known-replica mymaster 10.0.0.11 6379\n"
         "sentinel known-sentinel mymaster 10.0.0.13 26379 aa\n"
     )
+
+
+def test_first_start_seeds_give_way_to_what_sentinel_recorded(tmp_path: Path) -> None:
+    """The rendered file seeds its id, replicas and peers for a fast first start; on a
+    re-install, Sentinel's own record replaces them (no line twice, which would stop it)."""
+    seeds = (
+        "sentinel myid 1111\n"
+        "sentinel known-replica mymaster 10.0.0.11 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
+    )
+    staged = tmp_path / "staged.conf"
+    staged.write_text("sentinel monitor mymaster 10.0.0.10 6379 2\n" + seeds)
+    target = tmp_path / "sentinel.conf"
+    _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
+    assert target.read_text() == staged.read_text()  # first install: seeds as rendered
+    target.write_text(
+        "sentinel monitor mymaster 10.0.0.11 6379 2\n"  # after a failover
+        "sentinel myid 1111\n"
+        "sentinel known-replica mymaster 10.0.0.10 6379\n"
+        "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
+    )
+    _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
+    assert target.read_text() == (
+        "sentinel monitor mymaster 10.0.0.11 6379 2\n"
+        "sentinel myid 1111\n"
+        "sentinel known-replica mymaster 10.0.0.10 6379\n"  # the old master, now a replica
+        "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
+    )

@@ -1,0 +1,249 @@
+"""The anchor for bring-up times: the same topology as native `redis-server` processes
+on loopback, with the same TLS settings and the same readiness check, timed from the
+first process spawned to ready.
+
+Ready means what it means for `redis-infra up` (plan_specs.READY_MEANS): single, an
+authenticated TLS PING; Sentinel, every sentinel sees the master, every replica
+healthy and every other sentinel; Cluster, every node `cluster_state:ok`, knowing
+every other, every replica linked. Debian's redis-tools ships the server as
+`redis-check-rdb` (the binary takes its role from its name), so a `redis-server` link
+to it in a temporary folder runs it; nothing is installed.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from infra.core.certs import ensure_certificates
+from infra.core.topology import load_topology
+
+SERVER_BINARIES = ("redis-server", "redis-check-rdb")
+PASSWORD = "native-anchor-password-0123456789"  # noqa: S105 - throwaway processes on loopback
+
+
+@dataclass(frozen=True)
+class NativeBringUp:
+    kind: str
+    nodes: int
+    seconds_to_ready: float
+    seconds_formation: float  # Cluster: redis-cli --cluster create; Sentinel: 0
+
+
+def _server_binary() -> str:
+    for name in SERVER_BINARIES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError("no redis-server (or redis-check-rdb) on PATH: install redis-tools")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_ports(count: int, *, with_bus: bool = False) -> list[int]:
+    """Free loopback ports; `with_bus`: also port + 10000 (a Cluster node's bus), which
+    keeps them at or below 55535 as Redis requires."""
+    found: list[int] = []
+    start = random.randrange(20000, 40000)  # noqa: S311 - spreads concurrent runs
+    for port in range(start, 55535):
+        if _bindable(port) and (not with_bus or _bindable(port + 10000)):
+            found.append(port)
+            if len(found) == count:
+                return found
+    raise OSError("no free loopback ports for the native anchor")
+
+
+class _Tls:
+    def __init__(self, directory: Path, kind: str) -> None:
+        topology = load_topology(kind, "native")
+        bundle = ensure_certificates(topology, directory / "certs")
+        node = next(iter(bundle.certificates.server_pems))
+        self.ca = str(bundle.certificates.ca_file)
+        self.cert = str(directory / "certs" / "nodes" / f"{node}.crt")
+        self.key = str(directory / "certs" / "nodes" / f"{node}.key")
+
+    def server_args(self) -> list[str]:
+        return [
+            "--tls-ca-cert-file", self.ca, "--tls-cert-file", self.cert,
+            "--tls-key-file", self.key, "--tls-replication", "yes",
+            "--tls-protocols", "TLSv1.2 TLSv1.3",
+        ]  # fmt: skip
+
+    def cli_args(self) -> list[str]:
+        return ["--tls", "--cacert", self.ca, "--cert", self.cert, "--key", self.key]
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=port, password=PASSWORD, ssl=True, ssl_ca_certs=self.ca,
+            ssl_certfile=self.cert, ssl_keyfile=self.key, socket_timeout=1,
+            socket_connect_timeout=1,
+        )  # fmt: skip
+
+
+@contextmanager
+def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.kill()
+        for process in started:
+            process.wait(timeout=10)
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        time.sleep(0.02)
+    raise TimeoutError("native anchor did not become ready")
+
+
+def measure_native(kind: str, *, masters: int = 3, node_timeout_ms: int = 5000) -> NativeBringUp:
+    """Bring the topology up natively once and time it (the caller repeats for medians)."""
+    with tempfile.TemporaryDirectory() as tmp, _processes() as started:
+        directory = Path(tmp)
+        tls = _Tls(directory, kind)
+        server = directory / "redis-server"
+        server.symlink_to(_server_binary())
+        base = [str(server), "--port", "0", "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--requirepass", PASSWORD, "--masterauth", PASSWORD,
+                # As the deployment's redis.conf: replicas sync at once, no 5 s wait.
+                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+                *tls.server_args()]  # fmt: skip
+
+        def spawn(port: int, *extra: str) -> None:
+            workdir = directory / str(port)
+            workdir.mkdir()
+            command = [*base, "--tls-port", str(port), "--dir", str(workdir), *extra]
+            started.append(
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+
+        if kind == "single":
+            (port,) = _free_ports(1)
+            began = time.monotonic()
+            spawn(port)
+            _until(lambda: bool(tls.client(port).ping()))
+            return NativeBringUp(kind, 1, time.monotonic() - began, 0.0)
+        if kind == "sentinel":
+            return _sentinel(tls, spawn, started, directory, server)
+        return _cluster(tls, spawn, masters, node_timeout_ms)
+
+
+def _sentinel(
+    tls: _Tls,
+    spawn: Callable[..., None],
+    started: list[subprocess.Popen[bytes]],
+    directory: Path,
+    server: Path,
+) -> NativeBringUp:
+    data, sentinels = _free_ports(3), _free_ports(3)
+    began = time.monotonic()
+    spawn(data[0])
+    for port in data[1:]:
+        spawn(port, "--replicaof", "127.0.0.1", str(data[0]))
+    # Seeded as the deployment's sentinel.conf is (its id, the replicas, its peers), so
+    # the anchor converges as fast as Sentinel can, not after its 10 s INFO cycle.
+    ids = {port: f"{port:040x}" for port in sentinels}
+    for port in sentinels:
+        config = directory / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port 0\ntls-port {port}\nbind 127.0.0.1\ntls-replication yes\n"
+            f"tls-ca-cert-file {tls.ca}\ntls-cert-file {tls.cert}\ntls-key-file {tls.key}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {data[0]} 2\n"
+            f"sentinel auth-pass mymaster {PASSWORD}\n"
+            "sentinel down-after-milliseconds mymaster 3000\n"
+            f"sentinel myid {ids[port]}\n"
+            + "".join(f"sentinel known-replica mymaster 127.0.0.1 {r}\n" for r in data[1:])
+            + "".join(
+                f"sentinel known-sentinel mymaster 127.0.0.1 {peer} {ids[peer]}\n"
+                for peer in sentinels
+                if peer != port
+            )
+        )
+        started.append(
+            subprocess.Popen(
+                [str(server), str(config), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+    def converged() -> bool:
+        for port in sentinels:
+            client = redis.Redis(
+                host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=tls.ca,
+                ssl_certfile=tls.cert, ssl_keyfile=tls.key, socket_timeout=1,
+            )  # fmt: skip
+            # redis-py parses both replies: SENTINEL MASTER a dict, REPLICAS a list of them.
+            master: dict[str, Any] = client.sentinel_master("mymaster")  # type: ignore[assignment]
+            flags = [replica["flags"] for replica in client.sentinel_slaves("mymaster")]
+            if int(master["num-other-sentinels"]) != 2 or flags != ["slave", "slave"]:
+                return False
+        return all(
+            tls.client(port).info("replication").get("master_link_status") == "up"
+            for port in data[1:]
+        )
+
+    _until(converged)
+    return NativeBringUp("sentinel", 6, time.monotonic() - began, 0.0)
+
+
+def _cluster(
+    tls: _Tls, spawn: Callable[..., None], masters: int, node_timeout_ms: int
+) -> NativeBringUp:
+    ports = _free_ports(masters * 2, with_bus=True)
+    began = time.monotonic()
+    for port in ports:
+        spawn(port, "--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
+              "--cluster-config-file", f"nodes-{port}.conf", "--tls-cluster", "yes")  # fmt: skip
+    for port in ports:
+        _until(lambda port=port: bool(tls.client(port).ping()))  # type: ignore[misc]
+    formed = time.monotonic()
+    subprocess.run(
+        ["redis-cli", *tls.cli_args(), "-a", PASSWORD, "--no-auth-warning", "--cluster",
+         "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1",
+         "--cluster-yes"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    formation = time.monotonic() - formed
+
+    def ready() -> bool:
+        for port in ports:
+            client = tls.client(port)
+            info = client.execute_command("CLUSTER", "INFO").decode()
+            fields = dict(line.split(":", 1) for line in info.split("\r\n") if ":" in line)
+            if fields.get("cluster_state") != "ok" or int(fields["cluster_known_nodes"]) != len(
+                ports
+            ):
+                return False
+            replication = client.info("replication")
+            if replication["role"] == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return True
+
+    _until(ready)
+    return NativeBringUp("cluster", len(ports), time.monotonic() - began, formation)

@@ -1,0 +1,35 @@
+"""The anchors bring-up figures are judged against run and clean up after themselves:
+native redis-server processes (same TLS, same readiness) and Docker's own floor."""
+
+from __future__ import annotations
+
+import subprocess
+
+import docker
+import pytest
+
+from infra.operations.measure import docker_floor
+from infra.operations.native_bring_up import measure_native
+
+
+def _servers() -> set[str]:
+    found = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in found.stdout.splitlines() if "tls-port" in line}
+
+
+@pytest.mark.parametrize("kind", ["single", "sentinel", "cluster"])
+def test_the_native_anchor_reaches_the_same_readiness_and_leaves_nothing(kind: str) -> None:
+    before = _servers()
+    result = measure_native(kind, masters=3, node_timeout_ms=1000)
+    assert result.kind == kind and result.seconds_to_ready > 0
+    assert result.nodes == {"single": 1, "sentinel": 6, "cluster": 6}[kind]
+    assert _servers() <= before  # every process it started is gone
+
+
+def test_the_docker_floor_is_one_pong_and_leaves_no_container(
+    engine: docker.DockerClient, redis_image: str
+) -> None:
+    assert docker_floor(engine, redis_image) > 0
+    assert (
+        engine.containers.list(all=True, filters={"label": "redis-infra.name=measure-floor"}) == []
+    )
