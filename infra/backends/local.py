@@ -119,22 +119,24 @@ class LocalBackend:
         # Docker creates and starts containers concurrently: one after another cost
         # ~0.3 s each, most of a Cluster's bring-up before Redis even runs.
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
-        with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+        made: list[str] = []  # appended by the workers the moment Docker made each one
+        pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
+        try:
             creating = [
-                (spec, pool.submit(self._create_container, spec, secrets, host_ports, extra_labels))
+                pool.submit(self._create_container, spec, secrets, host_ports, extra_labels, made)
                 for spec in todo
             ]
-            failures = []
-            for spec, future in creating:
-                try:
-                    future.result()
-                    created.containers.append(spec.name)  # so a failed run removes it
-                except Exception as exc:
-                    failures.append(exc)
-            if failures:
-                raise failures[0]
+            for future in creating:
+                future.result()
             for future in [pool.submit(self.api.start, spec.name) for spec in plan.containers]:
                 future.result()
+        except BaseException:  # a failure or Ctrl-C: queue nothing more
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            # In plan order, so a failed run removes exactly what it created.
+            created.containers.extend(spec.name for spec in todo if spec.name in made)
 
     def _create_network(self, spec: NetworkSpec) -> None:
         ipam = None
@@ -166,6 +168,7 @@ class LocalBackend:
         secrets: Mapping[str, str],
         host_ports: Mapping[str, int],
         extra_labels: Mapping[str, str],
+        made: list[str],
     ) -> None:
         health = spec.healthcheck
         healthcheck = Healthcheck(
@@ -218,6 +221,7 @@ class LocalBackend:
             healthcheck=healthcheck,
             stop_timeout=spec.stop_grace_s,
         )
+        made.append(spec.name)  # before anything else can fail: rollback must see it
         for attachment in spec.networks[1:]:
             self.api.connect_container_to_network(
                 spec.name, attachment.network, aliases=list(attachment.aliases) or None

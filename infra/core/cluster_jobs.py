@@ -19,7 +19,7 @@ from infra.core.secrets import password_ref
 STAGE_DIR = "/stage"
 ADMIN_PASSWORD_FILE = f"{STAGE_DIR}/admin-password"
 FUNCTIONS_FILE = f"{STAGE_DIR}/functions.lua"
-WAIT_ROUNDS = 2400  # x 0.05 s: two minutes for a node to come up
+WAIT_SECONDS = 120  # for each wait (polled every 50 ms); the job itself may take 180 s
 
 _FUNCTIONS = (JOBS_DIR / "cluster-job.sh").read_text(encoding="utf-8")
 
@@ -57,7 +57,7 @@ def _preamble(tls_args: tuple[str, ...], admin_user: str, port: int) -> list[str
         f"TLS={shlex.quote(' '.join(tls_args))}",
         f"ADMIN_USER={_quoted(admin_user)}",
         f"PORT={port}",
-        f"WAIT_ROUNDS={WAIT_ROUNDS}",
+        f"WAIT_SECONDS={WAIT_SECONDS}",
         f"FUNCTIONS={FUNCTIONS_FILE}",
         _FUNCTIONS.strip(),
     ]

@@ -6,7 +6,6 @@ Pure: no I/O beyond reading the templates, and secrets appear only as placeholde
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -165,12 +164,6 @@ def channel_acl_patterns(access: Access) -> list[str]:
     return patterns
 
 
-def sentinel_id(topology: Topology, node: Node) -> str:
-    """A sentinel's run id, fixed from its name (ids are public: hellos carry them), so
-    peers can be seeded at first install without asking the running sentinels."""
-    return hashlib.sha1(f"{topology.name}/{node.name}".encode(), usedforsecurity=False).hexdigest()
-
-
 def _password_hash(role: str) -> str:
     # ACL files store "#<sha256>" so the clear password never sits on the node.
     return "#" + password_ref(role).sha256_placeholder
@@ -223,10 +216,7 @@ def render_node(
     master = master_node(topology) if topology.kind is not Kind.CLUSTER else None
     context["master"] = master
     if node.role is Role.SENTINEL:
-        everyone = nodes(topology)
-        context["sentinel_ids"] = {n.name: sentinel_id(topology, n) for n in everyone}
-        context["seed_replicas"] = [n for n in everyone if n.role is Role.REPLICA]
-        context["seed_peers"] = [n for n in everyone if n.role is Role.SENTINEL and n != node]
+        context["seed_replicas"] = [n for n in nodes(topology) if n.role is Role.REPLICA]
         sentinel_conf = _render("sentinel.conf.j2", **context)
         return [
             RenderedFile("sentinel.conf", sentinel_conf, SECRET_MODE, Install.KEEP_SENTINEL_STATE),

@@ -160,7 +160,8 @@ def _sentinel(
     directory: Path,
     server: Path,
 ) -> NativeBringUp:
-    data, sentinels = _free_ports(3), _free_ports(3)
+    ports = _free_ports(6)
+    data, sentinels = ports[:3], ports[3:]
     began = time.monotonic()
     spawn(data[0])
     for port in data[1:]:

@@ -1,17 +1,16 @@
 # shellcheck shell=sh
 # Functions of the cluster jobs (infra/core/cluster_jobs.py): form and grow a Redis Cluster
 # with redis-cli, load the function library. POSIX sh (busybox in the local image).
-# The job's preamble sets TLS, ADMIN_USER, PORT, FUNCTIONS and WAIT_ROUNDS, and
+# The job's preamble sets TLS, ADMIN_USER, PORT, FUNCTIONS and WAIT_SECONDS, and
 # REDISCLI_AUTH from an upload (never a command-line argument).
 # TLS holds several redis-cli arguments: it is split on purpose.
 # shellcheck disable=SC2086
 cli() { redis-cli $TLS --user "$ADMIN_USER" --no-auth-warning "$@"; }
-wait_until() {  # WHAT COMMAND...: until COMMAND succeeds; after two minutes fail naming WHAT
+wait_until() {  # WHAT COMMAND...: until COMMAND succeeds; after WAIT_SECONDS fail naming WHAT
   what="$1"; shift
-  i=0
+  deadline=$(( $(date +%s) + WAIT_SECONDS ))
   until "$@"; do
-    i=$((i + 1))
-    [ "$i" -lt $WAIT_ROUNDS ] || { echo "gave up waiting for $what" >&2; return 1; }
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "gave up waiting for $what" >&2; return 1; }
     sleep 0.05
   done
 }

@@ -19,13 +19,15 @@ install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel
   # at any other address can only come from a forged hello, and must not survive.
   if [ -e "$2" ]; then
     master=$(grep -E "^sentinel monitor [^ ]+ ($DATA_NODES) " "$2" | head -n 1 | cut -d ' ' -f 4,5)
-    # The rendered first-start seeds give way to what Sentinel recorded (kept below).
-    seeds='^sentinel (myid|known-replica|known-sentinel) '
+    # The rendered first-start seeds give way to what Sentinel recorded (kept below);
+    # grep exits 1 when it drops nothing, 2 when it cannot read: only that fails.
+    grep -v -E '^sentinel (myid|known-replica|known-sentinel) ' "$1" > "$2.staged" || [ $? -eq 1 ]
     if [ -n "$master" ]; then
-      grep -v -E "$seeds" "$1" | sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" > "$2.new"
+      sed -E "s/^(sentinel monitor [^ ]+) [^ ]+ [^ ]+ /\1 $master /" "$2.staged" > "$2.new"
     else
-      grep -v -E "$seeds" "$1" > "$2.new" || true
+      cp "$2.staged" "$2.new"
     fi
+    rm -f "$2.staged"
     grep -E '^sentinel (myid|config-epoch|leader-epoch|current-epoch) ' "$2" >> "$2.new" || true
     grep -E "^sentinel known-replica [^ ]+ ($DATA_NODES) " "$2" >> "$2.new" || true
     grep -E "^sentinel known-sentinel [^ ]+ ($SENTINELS) " "$2" >> "$2.new" || true

@@ -4,23 +4,43 @@ native redis-server processes (same TLS, same readiness) and Docker's own floor.
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from typing import Any
 
 import docker
 import pytest
 
+from infra.operations import native_bring_up
 from infra.operations.measure import docker_floor
 from infra.operations.native_bring_up import measure_native
 
 
 def _servers() -> set[str]:
+    """Native servers the anchor may have started: Redis retitles its process as
+    `<tmp>/redis-server 127.0.0.1:<port>`, the link in the anchor's temporary folder."""
     found = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
-    return {line.split()[0] for line in found.stdout.splitlines() if "tls-port" in line}
+    temp = tempfile.gettempdir()
+    return {
+        pid
+        for pid, _, args in (line.strip().partition(" ") for line in found.stdout.splitlines())
+        if args.startswith(temp) and "/redis-server " in args
+    }
 
 
 @pytest.mark.parametrize("kind", ["single", "sentinel", "cluster"])
 def test_the_native_anchor_reaches_the_same_readiness_and_leaves_nothing(kind: str) -> None:
     before = _servers()
-    result = measure_native(kind, masters=3, node_timeout_ms=1000)
+    seen: list[set[str]] = []
+    original = native_bring_up._until
+
+    def until(check: Any, timeout_s: float = 60.0) -> None:
+        original(check, timeout_s)
+        seen.append(_servers() - before)  # while they run, they are found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native_bring_up, "_until", until)
+        result = measure_native(kind, masters=3, node_timeout_ms=1000)
+    assert seen and len(seen[-1]) == result.nodes
     assert result.kind == kind and result.seconds_to_ready > 0
     assert result.nodes == {"single": 1, "sentinel": 6, "cluster": 6}[kind]
     assert _servers() <= before  # every process it started is gone

@@ -29,7 +29,7 @@ def _replica(flags: str) -> str:
 
 
 def _wait(
-    tmp_path: Path, others: int, replicas: str, rounds: int = 3
+    tmp_path: Path, others: int, replicas: str, seconds: int = 1
 ) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -38,7 +38,7 @@ def _wait(
     (tmp_path / "others").write_text(str(others))
     (tmp_path / "replicas").write_text(replicas)
     script = (
-        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_ROUNDS={rounds}\n{_FUNCTIONS}\n"
+        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS={seconds}\n{_FUNCTIONS}\n"
         "wait_converged 26379 mymaster 2 2 10.0.0.13 10.0.0.14\n"
     )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
@@ -85,7 +85,7 @@ def test_replicas_are_found_by_their_role_now_and_must_be_linked(tmp_path: Path)
         for address, link in links.items():
             (tmp_path / f"link-{address}").write_text(link)
         script = (
-            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_ROUNDS=3\n{_FUNCTIONS}\n"
+            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n{_FUNCTIONS}\n"
             "wait_replicas_linked 10.0.0.10 10.0.0.11 10.0.0.12\n"
         )
         return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,

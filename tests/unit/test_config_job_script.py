@@ -108,28 +108,39 @@ def test_reinstall_drops_what_a_forged_hello_planted(tmp_path: Path) -> None:
 
 
 def test_first_start_seeds_give_way_to_what_sentinel_recorded(tmp_path: Path) -> None:
-    """The rendered file seeds its id, replicas and peers for a fast first start; on a
+    """The rendered file seeds the planned replicas for a fast first start; on a
     re-install, Sentinel's own record replaces them (no line twice, which would stop it)."""
-    seeds = (
-        "sentinel myid 1111\n"
-        "sentinel known-replica mymaster 10.0.0.11 6379\n"
-        "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
-    )
     staged = tmp_path / "staged.conf"
-    staged.write_text("sentinel monitor mymaster 10.0.0.10 6379 2\n" + seeds)
+    staged.write_text(
+        "sentinel monitor mymaster 10.0.0.10 6379 2\n"
+        "sentinel known-replica mymaster 10.0.0.11 6379\n"
+    )
     target = tmp_path / "sentinel.conf"
     _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
     assert target.read_text() == staged.read_text()  # first install: seeds as rendered
     target.write_text(
         "sentinel monitor mymaster 10.0.0.11 6379 2\n"  # after a failover
-        "sentinel myid 1111\n"
+        "sentinel myid 9999\n"
         "sentinel known-replica mymaster 10.0.0.10 6379\n"
         "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
     )
     _run(tmp_path, f"install_keeping_sentinel_state {staged} {target} 0600")
     assert target.read_text() == (
         "sentinel monitor mymaster 10.0.0.11 6379 2\n"
-        "sentinel myid 1111\n"
+        "sentinel myid 9999\n"
         "sentinel known-replica mymaster 10.0.0.10 6379\n"  # the old master, now a replica
         "sentinel known-sentinel mymaster 10.0.0.14 26379 2222\n"
+    )  # not the seed 10.0.0.11 (the master now), whatever Sentinel had not recorded
+
+
+def test_an_unreadable_staged_file_fails_the_install(tmp_path: Path) -> None:
+    target = tmp_path / "sentinel.conf"
+    target.write_text("sentinel monitor mymaster 10.0.0.10 6379 2\n")
+    script = (
+        f"set -eu\nOWNER={os.getuid()}:{os.getgid()}\n{ADDRESSES}\n{CONFIG_JOB_FUNCTIONS}\n"
+        f"install_keeping_sentinel_state {tmp_path / 'missing.conf'} {target} 0600\n"
     )
+    done = subprocess.run([BUSYBOX, "sh", "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode != 0
+    assert target.read_text() == "sentinel monitor mymaster 10.0.0.10 6379 2\n"  # untouched
