@@ -27,6 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 import pulumi
+import pytest
 import yaml
 from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount, Ulimit
 
@@ -229,3 +230,26 @@ def apply_stack(
 
     program()
     return seen, mocks
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.integration.pulumi_applied STACK OUT.json`: one stack applied in
+    its own process (Pulumi's mocks are per process, so stacks can go up side by side)."""
+    stack, out = argv
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        outputs, mocks = apply_stack(stack, docker.from_env(), monkeypatch)
+    result = {
+        "outputs": outputs,
+        "resources": len(mocks.resources),
+        "seconds": time.monotonic() - started,
+    }
+    Path(out).write_text(json.dumps(result))
+    Path(out).chmod(0o600)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

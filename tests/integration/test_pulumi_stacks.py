@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from infra.operations.stack_connection import write_stack_connection
 from infra.operations.verify import Check, verify
 from tests.integration.conftest import DeployFactory
 from tests.integration.other_clients import assert_seed_operations_work
-from tests.integration.pulumi_applied import apply_stack, stack_config
+from tests.integration.pulumi_applied import REPO, stack_config
 
 STACKS = ("dev", "staging", "prod")
 
@@ -43,22 +45,46 @@ class AppliedStack:
 def stacks(
     engine: docker.DockerClient, redis_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, AppliedStack]]:
-    """Every stack applied, each verified the moment its `pulumi up` returned."""
+    """Every stack applied, side by side (each in its own process: Pulumi's mocks are
+    per process), each verified the moment its `pulumi up` returned."""
     for stack in STACKS:  # a run killed before its teardown leaves these behind
         down(_name(stack), engine, keep_data=False)
     applied: dict[str, AppliedStack] = {}
+    base = tmp_path_factory.mktemp("stacks")
+    logs = {stack: (base / f"{stack}.log").open("w") for stack in STACKS}
+    running = {
+        stack: subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.pulumi_applied", stack, str(base / stack)],
+            cwd=REPO,
+            stdout=logs[stack],  # a file: a full pipe would block it
+            stderr=subprocess.STDOUT,
+        )
+        for stack in STACKS
+    }
     try:
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            for stack in STACKS:
-                started = time.monotonic()
-                outputs, mocks = apply_stack(stack, engine, monkeypatch)
-                took = time.monotonic() - started
-                folder = _connection_folder(stack, outputs, tmp_path_factory)
+        while running:
+            for stack, process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[stack]
+                log = (base / f"{stack}.log").read_text(errors="replace")
+                assert process.returncode == 0, f"stack {stack} failed:\n{log[-3000:]}"
+                result = json.loads((base / stack).read_text())
+                folder = _connection_folder(stack, result["outputs"], tmp_path_factory)
                 failed = [c for c in verify(_read(folder), engine) if not c.passed]
-                applied[stack] = AppliedStack(folder, len(mocks.resources), took, failed)
-                print(f"stack {stack}: {len(mocks.resources)} resources in {took:.1f} s")
+                applied[stack] = AppliedStack(
+                    folder, result["resources"], result["seconds"], failed
+                )
+                print(
+                    f"stack {stack}: {result['resources']} resources in {result['seconds']:.1f} s"
+                )
+            time.sleep(0.05)
         yield applied
     finally:
+        for process in running.values():
+            process.kill()
+        for handle in logs.values():
+            handle.close()
         for stack in STACKS:
             down(_name(stack), engine, keep_data=False)
 
