@@ -27,7 +27,7 @@ def _python_example() -> str:
 def test_the_readme_python_example_works_as_written(
     deploy: DeployFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    single = deploy("single", "example")
+    single = deploy("single", "example")  # ~1.5 s: the example must not depend on others
     shutil.copy(single.connection_file, tmp_path / "connection.json")
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_example(), "README.md", "exec"), {})  # noqa: S102 - our own README
