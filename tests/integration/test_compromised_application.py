@@ -516,13 +516,23 @@ def test_one_publish_to_every_subscriber_stays_inside_the_limit(single: Deployme
         sock.settimeout(5)
         assert b"subscribe" in sock.recv(256)
     publisher = app.client()
-    received: list[int] = []
+    admin = node_client(single.info, single.info.data_nodes()[0], role="admin")
+    evicted_before = int(admin.info("stats")["evicted_clients"])
+    received: list[int | str] = []
 
     def attack() -> None:
-        received.append(publisher.publish("app:fan", b"x" * 1024**2))  # none of them reads
+        try:
+            received.append(publisher.publish("app:fan", b"x" * 1024**2))  # none of them reads
+        except redis.ConnectionError:  # dropped before its reply reached it: see below
+            received.append("dropped")
 
     _under_attack(single, attack)
-    assert received == [200]  # every subscriber was sent its copy, and the node survived
+    # Every subscriber was sent its copy and the node survived. The 200 MiB of copies
+    # then exceed maxmemory-clients, and Redis evicts the biggest clients: the publisher,
+    # whose query buffer held the 1 MiB message, may be one of them before its reply is
+    # sent. That, and only that, is the other allowed outcome.
+    evicted = int(admin.info("stats")["evicted_clients"]) - evicted_before
+    assert received == [200] or (received == ["dropped"] and evicted > 0), (received, evicted)
     for sock in subscribers:
         sock.close()
     publisher.close()
