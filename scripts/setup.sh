@@ -12,28 +12,24 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if [ ${#missing[@]} -gt 0 ]; then
+apt_install() {  # PACKAGE...: as root, or stop naming what is missing
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: missing Debian packages ${missing[*]}; run this script as root (sudo)" >&2
+    echo "setup: missing Debian packages $*; run this script as root (sudo)" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}"
+  echo "setup: installing $*"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
 
 # Node.js may come from Debian or another vendor (which bundles npm): ask for the
 # commands, not for package names.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: node and npm are missing; run this script as root (sudo)" >&2
-    exit 1
-  fi
-  echo "setup: installing nodejs and npm"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+  apt_install nodejs npm
 fi
 clients=tests/clients/ioredis
 if [ ! -d "$clients/node_modules/ioredis" ] || [ "$clients/package-lock.json" -nt "$clients/node_modules" ]; then

@@ -177,3 +177,34 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
         return {r.name: r.inputs for r in self.resources if r.typ == typ}
+
+
+def run_program(
+    mocks: pulumi.runtime.Mocks, stack: str, monkeypatch: Any
+) -> tuple[dict[str, Any], dict[str, bool]]:
+    """The program run under `mocks` as `pulumi up --stack STACK` (config set by the
+    caller): what it exports, as `pulumi stack output --json --show-secrets` prints
+    it, and which exports are secret."""
+    from infra.backends.pulumi_program import deploy
+
+    pulumi.runtime.set_mocks(mocks, project="redis-infra", stack=stack, preview=False)
+    exported: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+    values: dict[str, Any] = {}
+    secret: dict[str, bool] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[Any]:
+        deploy(pulumi.Config("redis-infra"), stack)
+        names = sorted(exported)
+        outputs = [pulumi.Output.from_input(exported[n]) for n in names]
+        flags: list[pulumi.Output[bool]] = [pulumi.Output.from_input(o._is_secret) for o in outputs]
+
+        def record(got: list[Any]) -> None:
+            values.update(zip(names, got[: len(names)], strict=True))
+            secret.update(zip(names, got[len(names) :], strict=True))
+
+        return pulumi.Output.all(*outputs, *flags).apply(record)
+
+    program()
+    return values, secret

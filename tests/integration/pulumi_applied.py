@@ -31,8 +31,7 @@ import pytest
 import yaml
 from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount, Ulimit
 
-from infra.backends.pulumi_program import deploy
-from tests.pulumi_fakes import CONTAINER, NETWORK, VOLUME, RecordingMocks, plain
+from tests.pulumi_fakes import CONTAINER, NETWORK, VOLUME, RecordingMocks, plain, run_program
 
 NANOSECONDS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[2]
@@ -214,22 +213,8 @@ def apply_stack(
     output --json --show-secrets` prints them) and the mocks that applied it."""
     pulumi.runtime.set_all_config(config(stack_config(stack)), secret_keys=[])
     mocks = ApplyingMocks(engine)
-    pulumi.runtime.set_mocks(mocks, project="redis-infra", stack=stack, preview=False)
-    exported: dict[str, Any] = {}
-    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
-    seen: dict[str, Any] = {}
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def program() -> pulumi.Output[Any]:
-        deploy(pulumi.Config("redis-infra"), stack)
-        names = sorted(exported)
-        values = [pulumi.Output.from_input(exported[n]) for n in names]
-        return pulumi.Output.all(*values).apply(
-            lambda got: seen.update(dict(zip(names, got, strict=True)))
-        )
-
-    program()
-    return seen, mocks
+    outputs, _ = run_program(mocks, stack, monkeypatch)
+    return outputs, mocks
 
 
 def main(argv: list[str]) -> int:

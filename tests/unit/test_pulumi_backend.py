@@ -3,7 +3,6 @@ with the same inputs, hardening included, and no secret reaches state in clear."
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from infra.core.certs import ensure_certificates as _generate
 from infra.core.certs import load_generated, required_names, throwaway_certificates
 from infra.core.connection import read_connection_file
 from infra.core.errors import ConfigError, DeploymentError
+from infra.core.fields import is_ip
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses
 from infra.core.topology import load_topology
@@ -36,6 +36,7 @@ from tests.pulumi_fakes import (
     VOLUME,
     RecordingMocks,
     plain,
+    run_program,
 )
 
 PASSWORDS = {
@@ -370,31 +371,8 @@ def _stack_outputs(
     else:
         ensure_certificates(load_topology("single", "t-dev", STACK_OVERRIDES), certs_dir)
         _configure("dev", "single", certs_dir, PASSWORDS)
-    pulumi.runtime.set_mocks(RecordingMocks(), project="redis-infra", stack="dev", preview=False)
-    exported: dict[str, Any] = {}
-    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
-    seen: dict[str, Any] = {}
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def program() -> pulumi.Output[Any]:
-        deploy(pulumi.Config("redis-infra"), "dev")
-        names = sorted(exported)
-        values = [pulumi.Output.from_input(exported[n]) for n in names]
-        secret: list[pulumi.Output[bool]] = [pulumi.Output.from_input(v._is_secret) for v in values]
-        return pulumi.Output.all(*values, *secret).apply(
-            lambda got: seen.update(
-                {
-                    **dict(zip(names, got, strict=False)),
-                    **{
-                        f"secret:{n}": flag
-                        for n, flag in zip(names, got[len(names) :], strict=True)
-                    },
-                }
-            )
-        )
-
-    program()
-    return seen
+    values, secret = run_program(RecordingMocks(), "dev", monkeypatch)
+    return {**values, **{f"secret:{name}": flag for name, flag in secret.items()}}
 
 
 def test_connection_from_stack_writes_the_files_every_command_reads(
@@ -490,7 +468,7 @@ def test_a_bare_stack_makes_its_own_passwords_and_certificates(kind: str, stack:
     for node, names in required_names(topology, addresses).items():
         request = plain(requests[f"t-{stack}-tls-{node}-csr"])
         assert sorted(request.get("dnsNames") or []) + sorted(request.get("ipAddresses") or []) == (
-            sorted(n for n in names if not _is_ip(n)) + sorted(n for n in names if _is_ip(n))
+            sorted(n for n in names if not is_ip(n)) + sorted(n for n in names if is_ip(n))
         )
     clients = 1 if topology.tls.client_certificates else 0
     assert len(mocks.of_type(LOCALLY_SIGNED)) == len(requests) == len(plan.containers) + clients
@@ -513,14 +491,6 @@ def test_a_bare_stack_makes_its_own_passwords_and_certificates(kind: str, stack:
         if resource.typ in (PRIVATE_KEY, SELF_SIGNED, CERT_REQUEST, LOCALLY_SIGNED):
             continue  # the tls resources take keys as inputs; the provider keeps them secret
         assert _leaks(resource.inputs, values) == [], resource.name
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _generated_values(mocks: RecordingMocks) -> list[str]:
