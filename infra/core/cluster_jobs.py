@@ -80,18 +80,23 @@ def functions_script(
     port: int,
     group: SentinelGroup | None = None,
 ) -> str:
-    """Load the function library on whichever data node is master now; in a Sentinel
-    group, then wait until it converged, so exit 0 means ready (plan_specs.READY_MEANS)
-    for `pulumi up`, which has no other wait."""
+    """Load the function library on whichever data node is master, and wait until every
+    node holds it, so exit 0 means ready (plan_specs.READY_MEANS) for `pulumi up`, which
+    has no other wait.
+
+    A Sentinel group must converge first: sentinels that start before the master answers
+    may promote a replica that never synced, and a library loaded on the old master would
+    then be thrown away when it resyncs from the new one (CI saw exactly that)."""
     lines = _preamble(tls_args, admin_user, port)
-    lines.append(f"load_functions {' '.join(shlex.quote(a) for a in addresses)}")
+    nodes = " ".join(shlex.quote(a) for a in addresses)
     if group is not None:
-        lines.append(f"wait_replicas_linked {' '.join(shlex.quote(a) for a in addresses)}")
+        lines.append(f"wait_replicas_linked {nodes}")
         others = len(group.addresses) - 1
         lines.append(
             f"wait_converged {group.port} {_quoted(group.service_name)} {group.replicas} "
             f"{others} {' '.join(shlex.quote(a) for a in group.addresses)}"
         )
+    lines += [f"load_functions {nodes}", f"wait_library {nodes}"]
     return "\n".join(lines)
 
 
@@ -152,6 +157,7 @@ def create_script(
         f"wait_replicas_linked {' '.join(address for _, address in everyone)}",
         "echo cluster formed",
         f"load_functions {' '.join(address for _, address in everyone)}",
+        f"wait_library {' '.join(address for _, address in everyone)}",
     ]
     return "\n".join(lines)
 

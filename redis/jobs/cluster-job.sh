@@ -81,14 +81,29 @@ load_functions() {  # ADDRESS...: the library on every master (replicas receive 
   [ "$loaded" -gt 0 ] || { echo "no master to load the function library on" >&2; return 1; }
   echo "function library loaded on $loaded master(s)"
 }
+library_name() {  # the name on the library's first line, "#!lua name=NAME"
+  sed -n '1s/.*name=//p' "$FUNCTIONS"
+}
+has_library() {  # ADDRESS NAME: the node holds the library (loaded, or replicated to it)
+  cli -h "$1" -p "$PORT" function list libraryname "$2" | tr -d '\r' | grep -qx "$2"
+}
+wait_library() {  # ADDRESS...: until every node holds the library, so a replica promoted
+  # right after bring-up can still serve FCALL
+  name="$(library_name)"
+  for address in "$@"; do
+    wait_until "$address to hold the function library $name" has_library "$address" "$name"
+  done
+}
 value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-line output
   grep -A1 -x "$1" | tail -n 1
 }
 converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS MASTER_IP: the
-  # sentinel names that master, sees every replica healthy (flags exactly "slave") and
-  # every other sentinel
+  # sentinel names that master and sees it healthy (flags exactly "master": not down, no
+  # failover under way), every replica healthy (flags exactly "slave") and every other
+  # sentinel
   master="$(cli -h "$1" -p "$2" sentinel master "$3" | tr -d '\r')"
   [ "$(echo "$master" | value_after ip)" = "$6" ] || return 1
+  [ "$(echo "$master" | value_after flags)" = "master" ] || return 1
   others="$(echo "$master" | value_after num-other-sentinels)"
   healthy="$(cli -h "$1" -p "$2" sentinel replicas "$3" | tr -d '\r' | grep -A1 -x flags | grep -cx slave || true)"
   [ "$others" = "$5" ] && [ "$healthy" = "$4" ]

@@ -16,7 +16,7 @@ FAKE_CLI = """#!/bin/sh
 case "$*" in
   *"sentinel get-master-addr-by-name mymaster"*) printf '10.0.0.10\\n6379\\n' ;;
   *"sentinel master mymaster"*)
-    printf 'name\\nmymaster\\nip\\n10.0.0.10\\n'
+    printf 'name\\nmymaster\\nip\\n10.0.0.10\\nflags\\n%s\\n' "$(cat "$STATE/master_flags")"
     printf 'num-other-sentinels\\n%s\\n' "$(cat "$STATE/others")" ;;
   *"sentinel replicas mymaster"*) cat "$STATE/replicas" ;;
   *) exit 1 ;;
@@ -29,13 +29,14 @@ def _replica(flags: str) -> str:
 
 
 def _wait(
-    tmp_path: Path, others: int, replicas: str, seconds: int = 1
+    tmp_path: Path, others: int, replicas: str, seconds: int = 1, master_flags: str = "master"
 ) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "redis-cli").write_text(FAKE_CLI)
     (bin_dir / "redis-cli").chmod(0o755)
     (tmp_path / "others").write_text(str(others))
+    (tmp_path / "master_flags").write_text(master_flags)
     (tmp_path / "replicas").write_text(replicas)
     script = (
         f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS={seconds}\n{_FUNCTIONS}\n"
@@ -61,6 +62,14 @@ def test_a_replica_still_down_or_a_missing_sentinel_is_not(tmp_path: Path) -> No
     assert (
         "gave up waiting for sentinel 10.0.0.13 to see 2 replicas and 2 sentinels" in alone.stderr
     )
+
+
+def test_a_master_thought_down_or_being_failed_over_is_not(tmp_path: Path) -> None:
+    # Sentinels that started before the master answered hold it s_down, then may fail
+    # over: loading the function library before that settles would lose it.
+    healthy = _replica("slave") + _replica("slave")
+    for flags in ("s_down,master", "master,failover_in_progress", "s_down,o_down,master"):
+        assert _wait(tmp_path, 2, healthy, master_flags=flags).returncode != 0, flags
 
 
 REPLICATION_CLI = """#!/bin/sh
@@ -95,3 +104,37 @@ def test_replicas_are_found_by_their_role_now_and_must_be_linked(tmp_path: Path)
     syncing = wait({"10.0.0.11": "up", "10.0.0.12": "down"})
     assert syncing.returncode != 0
     assert "gave up waiting for 10.0.0.12 to link to its master" in syncing.stderr
+
+
+LIBRARY_CLI = """#!/bin/sh
+# ... -h ADDRESS ... function list libraryname NAME: what that node holds now
+while [ "$1" != "-h" ]; do shift; done
+if [ -f "$STATE/has-$2" ]; then printf 'library_name\\r\\nratelimit\\r\\nengine\\r\\nLUA\\r\\n'; fi
+"""
+
+
+def test_ready_waits_until_every_node_holds_the_function_library(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-cli").write_text(LIBRARY_CLI)
+    (bin_dir / "redis-cli").chmod(0o755)
+    (tmp_path / "functions.lua").write_text(
+        "#!lua name=ratelimit\nredis.register_function('f', function() end)\n"
+    )
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
+    script = (
+        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n"
+        f"FUNCTIONS={tmp_path / 'functions.lua'}\n{_FUNCTIONS}\n"
+        "wait_library 10.0.0.10 10.0.0.11\n"
+    )
+
+    def wait() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                              timeout=30, env=env)  # fmt: skip
+
+    (tmp_path / "has-10.0.0.10").touch()
+    replica_behind = wait()
+    assert replica_behind.returncode != 0
+    assert "10.0.0.11 to hold the function library ratelimit" in replica_behind.stderr
+    (tmp_path / "has-10.0.0.11").touch()
+    assert wait().returncode == 0
