@@ -36,4 +36,32 @@ step "$cli" verify --name "$name"
 step "$cli" load --name "$name" --profile mixed --users 10 --duration 4 --slo slo-ci.yaml \
   --out "$work/load"
 step "$cli" down --name "$name"
-echo "wheel: every command ran from the installed wheel ($(ls "$work"/dist))"
+
+# An application's suite outside the repository gets the fixtures from the wheel alone.
+"$work/venv/bin/pip" install -q --disable-pip-version-check "pytest==9.2.0"
+mkdir "$work/app-tests"
+cat > "$work/app-tests/test_app.py" <<'PY'
+def test_a_session_on_a_hardened_single_node(redis_single):
+    redis_single.set("app:session:1", "alice", ex=1800)
+    assert redis_single.get("app:session:1") == b"alice"
+
+
+def test_the_app_survives_a_sentinel_failover(redis_sentinel, redis_sentinel_deployment):
+    group = redis_sentinel_deployment
+    redis_sentinel.set("app:cart:1", "book")
+    redis_sentinel.wait(2, 5000)
+    old = group.master()
+    group.kill(old)
+    try:
+        assert group.wait_for_new_master(old, timeout_s=60) != old
+    finally:
+        group.start_node(old)
+    assert redis_sentinel.get("app:cart:1") == b"book"
+PY
+(cd "$work/app-tests" && step "$work/venv/bin/pytest" -p redis_infra -q test_app.py)
+leftover="$(docker ps -aq --filter label=redis-infra.test-owner)"
+if [ -n "$leftover" ]; then
+  echo "wheel: the fixtures left containers behind: $leftover" >&2
+  exit 1
+fi
+echo "wheel: every command ran from the installed wheel ($(ls "$work"/dist)), and its pytest plugin served an outside suite"

@@ -78,10 +78,12 @@ def prepare(
     topology: Topology,
     inventory: Inventory,
     used_subnets: Callable[[], list[IPv4Network]],
+    state_path: Path | None = None,
 ) -> Prepared:
-    """Secrets, subnet, certificates, plan, ports and connection info for `topology`."""
+    """Secrets, subnet, certificates, plan, ports and connection info for `topology`,
+    kept in `state_path` (default: where the deployment's labels or the state home say)."""
     single_engine_only(topology)
-    state = StateDir(state_dir_for(topology.name, inventory)).create()
+    state = StateDir(state_path or state_dir_for(topology.name, inventory)).create()
     subnet = None
     if needs_fixed_addresses(topology) and topology.subnet is None:
         subnet = state.subnet(used_subnets())

@@ -20,7 +20,8 @@ from infra.operations.drills.cluster import ClusterDrill
 from infra.operations.observe_cluster import cluster_problems, cluster_state
 from infra.operations.scale import scale_cluster
 from infra.operations.verify import verify
-from tests.integration.conftest import DeployFactory, Deployment
+from infra.testing import ClusterDeployment
+from infra.testing.plugin import redis_deployment_factory
 from tests.integration.other_clients import assert_seed_operations_work
 
 NODE_TIMEOUT_MS = 1000
@@ -28,28 +29,30 @@ FAILOVER_BOUND_S = NODE_TIMEOUT_MS / 1000 * 4 + 6
 SCALE_KEYS = 20_000
 
 
-@pytest.fixture(scope="module")
-def cluster(deploy: DeployFactory) -> Deployment:
-    return deploy("cluster", "clu", cluster={"node_timeout_ms": NODE_TIMEOUT_MS})
+# Through the redis-infra plugin's factory, as an application's suite would declare it;
+# for this module only (the scale-out test grows it to four shards).
+cluster = redis_deployment_factory(
+    "cluster", settings={"cluster.node_timeout_ms": NODE_TIMEOUT_MS}, scope="module"
+)
 
 
-def _healthy(cluster: Deployment) -> None:
+def _healthy(cluster: ClusterDeployment) -> None:
     assert cluster_problems(cluster.info, cluster_state(cluster.info)) == []
 
 
-def _drill(cluster: Deployment, scenario: str) -> dict[str, Any]:
+def _drill(cluster: ClusterDeployment, scenario: str) -> dict[str, Any]:
     report = ClusterDrill(cluster.info, cluster.engine).run(scenario).to_json()
     assert report["converged"], report["notes"]
     _healthy(cluster)
     return report
 
 
-def _still_secure(cluster: Deployment) -> None:
+def _still_secure(cluster: ClusterDeployment) -> None:
     failed = [check for check in verify(cluster.info) if not check.passed]
     assert failed == [], failed
 
 
-def test_up_returns_a_formed_cluster(cluster: Deployment) -> None:
+def test_up_returns_a_formed_cluster(cluster: ClusterDeployment) -> None:
     _healthy(cluster)
     state = cluster_state(cluster.info)
     assert len(state.masters(cluster.info)) == 3
@@ -60,10 +63,10 @@ def test_up_returns_a_formed_cluster(cluster: Deployment) -> None:
         assert master == shard_master, node.name
 
 
-def test_slot_coverage_by_redis_cli_check(cluster: Deployment) -> None:
+def test_slot_coverage_by_redis_cli_check(cluster: ClusterDeployment) -> None:
     first = cluster.info.data_nodes()[0]
     assert first.address is not None
-    check = cluster.container(first.container).exec_run(
+    check = cluster.container(first.name).exec_run(
         [
             "sh",
             "-c",
@@ -75,19 +78,21 @@ def test_slot_coverage_by_redis_cli_check(cluster: Deployment) -> None:
             first.address,
         ],
     )
+    assert isinstance(check.output, bytes)
     output = check.output.decode()
     assert check.exit_code == 0, output
     assert "[OK] All 16384 slots covered." in output
 
 
-def test_bootstrap_is_idempotent(cluster: Deployment) -> None:
+def test_bootstrap_is_idempotent(cluster: ClusterDeployment) -> None:
     ids = cluster_state(cluster.info).myid
+    assert cluster.topology is not None and cluster.engine is not None
     again = up(cluster.topology, cluster.engine, connection_file=cluster.connection_file)
     assert not again.created
     assert cluster_state(cluster.info).myid == ids
 
 
-def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: Deployment) -> None:
+def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: ClusterDeployment) -> None:
     _still_secure(cluster)
     node = cluster.info.data_nodes()[0]
     glass = node_client(cluster.info, node, role="breakglass", decode_responses=True)
@@ -115,7 +120,7 @@ def test_every_node_and_the_bus_enforce_tls_and_acls(cluster: Deployment) -> Non
         assert ("commonName", node.name) in [field for rdn in peer["subject"] for field in rdn]
 
 
-def test_client_follows_moved_from_the_host(cluster: Deployment) -> None:
+def test_client_follows_moved_from_the_host(cluster: ClusterDeployment) -> None:
     client = cluster_client(cluster.info, retry=no_retry())
     for i in range(300):  # keys over many slots, so over every shard
         assert client.set(f"moved:{i}", i)
@@ -133,7 +138,7 @@ def test_client_follows_moved_from_the_host(cluster: Deployment) -> None:
     assert {node.host for node in client.get_nodes()} == {"127.0.0.1"}
 
 
-def test_kill_master_promotes_a_replica_without_loss(cluster: Deployment) -> None:
+def test_kill_master_promotes_a_replica_without_loss(cluster: ClusterDeployment) -> None:
     report = _drill(cluster, "kill-master")
     writes = report["writes"]
     assert report["failover"] and report["old_master_rejoined_as_replica"] is True
@@ -143,20 +148,20 @@ def test_kill_master_promotes_a_replica_without_loss(cluster: Deployment) -> Non
     _still_secure(cluster)
 
 
-def test_pause_master_fails_over_without_loss(cluster: Deployment) -> None:
+def test_pause_master_fails_over_without_loss(cluster: ClusterDeployment) -> None:
     report = _drill(cluster, "pause-master")
     assert report["failover"] and report["old_master_rejoined_as_replica"] is True
     assert report["writes"]["acknowledged_lost"] == 0
 
 
-def test_restart_node_comes_back_without_loss(cluster: Deployment) -> None:
+def test_restart_node_comes_back_without_loss(cluster: ClusterDeployment) -> None:
     report = _drill(cluster, "restart-node")
     assert report["writes"]["acknowledged_lost"] == 0
     if report["failover"]:  # the restart outlasted node-timeout: it must be a replica now
         assert report["old_master_rejoined_as_replica"] is True
 
 
-def test_partition_master_stops_writes_after_node_timeout(cluster: Deployment) -> None:
+def test_partition_master_stops_writes_after_node_timeout(cluster: ClusterDeployment) -> None:
     report = _drill(cluster, "partition-master")
     details, writes = report["details"], report["writes"]
     assert report["failover"] and report["old_master_rejoined_as_replica"] is True
@@ -168,7 +173,7 @@ def test_partition_master_stops_writes_after_node_timeout(cluster: Deployment) -
     assert details.get("loss_window_s", 0) <= NODE_TIMEOUT_MS / 1000 * 2 + 2
 
 
-def test_restart_all_keeps_identities_and_every_key(cluster: Deployment) -> None:
+def test_restart_all_keeps_identities_and_every_key(cluster: ClusterDeployment) -> None:
     report = _drill(cluster, "restart-all")
     details = report["details"]
     assert details["identities_kept"] is True
@@ -176,7 +181,7 @@ def test_restart_all_keeps_identities_and_every_key(cluster: Deployment) -> None
     assert report["writes"]["acknowledged_lost"] == 0
 
 
-def test_scale_out_keeps_every_key(cluster: Deployment) -> None:
+def test_scale_out_keeps_every_key(cluster: ClusterDeployment) -> None:
     client = cluster_client(cluster.info)
     for start in range(0, SCALE_KEYS, 1000):
         pipe = client.pipeline()
@@ -197,6 +202,8 @@ def test_scale_out_keeps_every_key(cluster: Deployment) -> None:
     assert admin.dbsize() > 0
 
 
-def test_ioredis_runs_the_seed_operations_from_the_connection_file(cluster: Deployment) -> None:
+def test_ioredis_runs_the_seed_operations_from_the_connection_file(
+    cluster: ClusterDeployment,
+) -> None:
     """Another ecosystem's mainstream client, configured from the file alone, no warning."""
     assert_seed_operations_work(cluster.connection_file)

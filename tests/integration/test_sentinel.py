@@ -19,20 +19,23 @@ from infra.operations.deploy import down, up
 from infra.operations.drills.sentinel import SentinelDrill
 from infra.operations.observe_sentinel import convergence_problems, group_state
 from infra.operations.verify import verify
-from tests.integration.conftest import DeployFactory, Deployment, unique_name
+from infra.testing import SentinelDeployment
+from tests.conftest import SENTINEL_DOWN_AFTER_MS as DOWN_AFTER_MS
+from tests.integration.conftest import unique_name
 from tests.integration.other_clients import assert_seed_operations_work
 
-DOWN_AFTER_MS = 1000
 # Generous: detection (down-after) + agreement + election + promotion, on a busy CI box.
 FAILOVER_BOUND_S = DOWN_AFTER_MS / 1000 * 3 + 5
 
 
-@pytest.fixture(scope="module")
-def group(deploy: DeployFactory) -> Deployment:
-    return deploy("sentinel", "sen", sentinel={"down_after_ms": DOWN_AFTER_MS})
+@pytest.fixture
+def group(redis_sentinel_deployment: SentinelDeployment) -> SentinelDeployment:
+    """The session's group from the redis-infra plugin (tests/conftest.py sets it up):
+    the drills run through the same fixtures an application's suite uses."""
+    return redis_sentinel_deployment
 
 
-def _drill(group: Deployment, scenario: str) -> dict[str, Any]:
+def _drill(group: SentinelDeployment, scenario: str) -> dict[str, Any]:
     report = SentinelDrill(group.info, group.engine).run(scenario).to_json()
     assert report["converged"], report["notes"]
     state = group_state(group.info)
@@ -41,17 +44,17 @@ def _drill(group: Deployment, scenario: str) -> dict[str, Any]:
     return report
 
 
-def _still_secure(group: Deployment) -> None:
+def _still_secure(group: SentinelDeployment) -> None:
     failed = [check for check in verify(group.info) if not check.passed]
     assert failed == [], failed
 
 
-def test_up_waits_for_a_converged_group(group: Deployment) -> None:
+def test_up_waits_for_a_converged_group(group: SentinelDeployment) -> None:
     info = group.info
     assert info.service_name == "mymaster"
     assert [n.role for n in info.nodes].count("sentinel") == 3
     state = group_state(info)
-    assert state.masters() == [f"{group.name}-data-0"]
+    assert len(state.masters()) == 1  # data-0 at first; another after a drill
     assert all(
         role and role.link_up for name, role in state.roles.items() if role and role.role == "slave"
     )
@@ -60,22 +63,24 @@ def test_up_waits_for_a_converged_group(group: Deployment) -> None:
     )
 
 
-def test_every_node_is_tls_only_and_least_privilege(group: Deployment) -> None:
+def test_every_node_is_tls_only_and_least_privilege(group: SentinelDeployment) -> None:
     _still_secure(group)
 
 
-def test_sentinel_client_writes_to_the_master_from_the_host(group: Deployment) -> None:
+def test_sentinel_client_writes_to_the_master_from_the_host(group: SentinelDeployment) -> None:
     client = connect(group.info, retry=no_retry())
     assert client.set("sentinel:hello", "world")
     assert client.get("sentinel:hello") == b"world"
     # Sentinels announce names on the internal network; the client got a loopback port.
     pool: Any = client.connection_pool  # a SentinelConnectionPool
     host, port = pool.get_master_address()
-    master = group.info.node(f"{group.name}-data-0")
+    master = group.info.node(group.master())
     assert (host, port) == (master.host, master.port) == ("127.0.0.1", master.port)
 
 
-def test_kill_master_fails_over_without_losing_acknowledged_writes(group: Deployment) -> None:
+def test_kill_master_fails_over_without_losing_acknowledged_writes(
+    group: SentinelDeployment,
+) -> None:
     report = _drill(group, "kill-master")
     writes = report["writes"]
     assert report["failover"] and report["new_master"] != report["old_master"]
@@ -87,7 +92,9 @@ def test_kill_master_fails_over_without_losing_acknowledged_writes(group: Deploy
     _still_secure(group)
 
 
-def test_pause_master_fails_over_without_losing_acknowledged_writes(group: Deployment) -> None:
+def test_pause_master_fails_over_without_losing_acknowledged_writes(
+    group: SentinelDeployment,
+) -> None:
     report = _drill(group, "pause-master")
     assert report["failover"]
     assert report["time_to_new_master_s"] <= FAILOVER_BOUND_S
@@ -96,7 +103,9 @@ def test_pause_master_fails_over_without_losing_acknowledged_writes(group: Deplo
     _still_secure(group)
 
 
-def test_partition_master_losses_are_the_stale_masters_and_bounded(group: Deployment) -> None:
+def test_partition_master_losses_are_the_stale_masters_and_bounded(
+    group: SentinelDeployment,
+) -> None:
     report = _drill(group, "partition-master")
     details, writes = report["details"], report["writes"]
     assert report["failover"] and report["old_master_rejoined_as_replica"] is True
@@ -115,7 +124,7 @@ def test_partition_master_losses_are_the_stale_masters_and_bounded(group: Deploy
     _still_secure(group)
 
 
-def test_losing_the_sentinel_majority_prevents_failover(group: Deployment) -> None:
+def test_losing_the_sentinel_majority_prevents_failover(group: SentinelDeployment) -> None:
     report = _drill(group, "kill-sentinels")
     assert report["failover"] is False
     assert report["new_master"] == report["old_master"]
@@ -124,7 +133,7 @@ def test_losing_the_sentinel_majority_prevents_failover(group: Deployment) -> No
     _still_secure(group)
 
 
-def _fail_over(group: Deployment) -> str:
+def _fail_over(group: SentinelDeployment) -> str:
     """An operator's SENTINEL FAILOVER; returns the new master once it is the only one
     (the group's full convergence is what `up`, next, waits for and the test checks)."""
     before = group_state(group.info).masters()
@@ -140,7 +149,7 @@ def _fail_over(group: Deployment) -> str:
     raise AssertionError(f"no converged failover away from {before}: {state.masters()}")
 
 
-def test_up_again_after_a_failover_keeps_the_current_master(group: Deployment) -> None:
+def test_up_again_after_a_failover_keeps_the_current_master(group: SentinelDeployment) -> None:
     # It needs a master other than data-0 (the one the first config job wrote) and makes
     # one itself when the tests before it left data-0 master (or when it runs alone).
     first = f"{group.name}-data-0"
@@ -148,6 +157,9 @@ def test_up_again_after_a_failover_keeps_the_current_master(group: Deployment) -
     if master == first:
         master = _fail_over(group)
     assert master != first
+    # The local backend's `up` finds the plugin's deployment as planned: one plan, two
+    # backends that translate it alike.
+    assert group.topology is not None and group.engine is not None
     again = up(group.topology, group.engine, connection_file=group.connection_file)
     assert not again.created
     client = connect(group.info)
@@ -177,12 +189,14 @@ def test_clean_restart_with_default_timeouts_neither_fails_over_nor_loses(
     assert report["writes"]["acknowledged_lost"] == 0
 
 
-def test_ioredis_runs_the_seed_operations_from_the_connection_file(group: Deployment) -> None:
+def test_ioredis_runs_the_seed_operations_from_the_connection_file(
+    group: SentinelDeployment,
+) -> None:
     """Another ecosystem's mainstream client, configured from the file alone, no warning."""
     assert_seed_operations_work(group.connection_file)
 
 
-def test_app_info_on_a_replica_shows_no_secret(group: Deployment) -> None:
+def test_app_info_on_a_replica_shows_no_secret(group: SentinelDeployment) -> None:
     """A replica's INFO names its master link; it must not show the replication password."""
     roles = group_state(group.info).roles
     replicas = [name for name, role in roles.items() if role and role.role == "slave"]

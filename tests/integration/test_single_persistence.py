@@ -9,7 +9,9 @@ import pytest
 import redis
 from infra.operations.client import node_client
 from infra.operations.readiness import wait_for_ping
-from tests.integration.conftest import DeployFactory, Deployment
+from infra.testing import SingleDeployment
+from infra.testing.plugin import redis_deployment_factory
+from tests.integration.conftest import DeployFactory
 
 WRITES = 10_000
 BATCH = 500
@@ -36,7 +38,7 @@ def missing_writes(client: redis.Redis, count: int) -> list[int]:
     return missing
 
 
-def wait_running(deployment: Deployment, timeout_s: float = 30) -> None:
+def wait_running(deployment: SingleDeployment, timeout_s: float = 30) -> None:
     container = deployment.container()
     deadline = time.monotonic() + timeout_s
     while True:
@@ -50,12 +52,11 @@ def wait_running(deployment: Deployment, timeout_s: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def durable(deploy: DeployFactory) -> Deployment:
-    return deploy("single", "persist")
+# The redis-infra plugin's deployment, declared as an application's suite would.
+durable = redis_deployment_factory("single", scope="module")
 
 
-def test_acknowledged_writes_survive_clean_restart_and_sigkill(durable: Deployment) -> None:
+def test_acknowledged_writes_survive_clean_restart_and_sigkill(durable: SingleDeployment) -> None:
     info = durable.info
     node = info.data_nodes()[0]
     client = node_client(info, node)

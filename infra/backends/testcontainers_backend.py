@@ -1,0 +1,291 @@
+"""Testcontainers backend: a plan in, testcontainers objects out.
+
+The third thin backend, beside the local one (docker SDK) and Pulumi: each network is
+a testcontainers `Network`, each job and node a `DockerContainer` built from the
+plan's specs, so the hardening (users, capabilities, read-only root, limits, health
+check, loopback-only ports) is the plan's, decided once. Files reach a job through
+`with_copy_into_container` (an archive copied in before start, like pulumi-docker's
+uploads). Nodes are created and started side by side; each start waits on the node's
+wait strategy, whose timeout error carries the node's log.
+
+Ryuk is turned off (testcontainers' reaper needs an image from a registry); the
+fixtures' label sweep removes what a killed run leaves. What testcontainers cannot
+express is left out, and said here: its create call has no stop timeout, so a node
+stops within Docker's default 10 s instead of the plan's grace (test data is small;
+the local and Pulumi backends keep the grace).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+from docker.constants import DEFAULT_DOCKER_API_VERSION
+from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool, Mount
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.docker_client import DockerClient as TestcontainersClient
+from testcontainers.core.network import Network
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from infra.backends.local import NANOSECONDS, PARALLEL_DOCKER_CALLS, JobResult
+from infra.core.errors import DeploymentError
+from infra.core.plan_specs import (
+    LABEL_VOLUME,
+    ContainerSpec,
+    JobSpec,
+    NetworkAttachment,
+    NetworkSpec,
+    Plan,
+    VolumeSpec,
+)
+from infra.core.secrets import resolve
+
+LOG_TAIL = 40  # lines of a node's log in a wait error
+
+
+def network_object(spec: NetworkSpec, labels: Mapping[str, str]) -> Network:
+    ipam = None
+    if spec.addressing is not None:
+        pool = IPAMPool(
+            subnet=spec.addressing.subnet,
+            iprange=spec.addressing.dynamic_range,
+            gateway=spec.addressing.gateway,
+        )
+        ipam = IPAMConfig(pool_configs=[pool])
+    network = Network(
+        docker_network_kw={
+            "driver": "bridge",
+            "internal": spec.internal,
+            "labels": {**spec.labels, **labels},
+            "options": spec.options or None,
+            "ipam": ipam,
+            "check_duplicate": True,
+        }
+    )
+    network.name = spec.name  # the plan names it (peers and `down` find it by that)
+    return network
+
+
+def _mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
+    return [Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts]
+
+
+class _AttachThenStart(TestcontainersClient):
+    """Attaches a created node to its other networks before starting it: Docker (API
+    1.41 here) takes one network at create time, and a node must be on all of them
+    when Redis starts (its published port is on the second)."""
+
+    def __init__(self, attachments: tuple[NetworkAttachment, ...]) -> None:
+        super().__init__()
+        self.attachments = attachments
+
+    def start(self, container: Any) -> None:
+        for attachment in self.attachments:
+            self.client.api.connect_container_to_network(
+                container.id, attachment.network, aliases=list(attachment.aliases) or None
+            )
+        super().start(container)
+
+
+class PlanNode(DockerContainer):
+    """A testcontainers container made from one ContainerSpec of the plan."""
+
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        secrets: Mapping[str, str],
+        host_port: int | None,
+        labels: Mapping[str, str],
+        wait: WaitStrategy,
+    ) -> None:
+        super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
+        self._docker = _AttachThenStart(spec.networks[1:])
+        health = spec.healthcheck
+        first = spec.networks[0]
+        self.with_command(list(spec.command)).with_kwargs(
+            hostname=spec.node.name,
+            user=spec.user,
+            labels={**spec.labels, **labels},
+            mounts=_mounts(spec),
+            read_only=spec.read_only,
+            cap_drop=list(spec.cap_drop),
+            cap_add=list(spec.cap_add) or None,
+            security_opt=list(spec.security_opt),
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,  # no swap: a swapping Redis is a slow Redis
+            pids_limit=spec.pids_limit,
+            nano_cpus=int(spec.cpus * NANOSECONDS) if spec.cpus else None,
+            restart_policy={"Name": spec.restart},
+            healthcheck=Healthcheck(
+                test=[resolve(part, secrets) for part in health.test],
+                interval=health.interval_s * NANOSECONDS,
+                timeout=health.timeout_s * NANOSECONDS,
+                retries=health.retries,
+                start_period=health.start_period_s * NANOSECONDS,
+            ),
+            network=first.network,
+            networking_config={
+                first.network: EndpointConfig(
+                    DEFAULT_DOCKER_API_VERSION,
+                    aliases=list(first.aliases),
+                    ipv4_address=first.ipv4_address,
+                )
+            },
+        )
+        self.tmpfs.update(spec.tmpfs)
+        for port in spec.ports:
+            # Bound to the plan's host address only (with_bind_ports binds every address).
+            binding: Any = (port.host_ip, host_port)
+            self.ports[f"{port.container_port}/tcp"] = binding
+
+
+def job_container(
+    job: JobSpec, secrets: Mapping[str, str], labels: Mapping[str, str]
+) -> DockerContainer:
+    container = (
+        DockerContainer(job.image)
+        .with_name(job.name)
+        .with_command([resolve(part, secrets) for part in job.command])
+        .with_kwargs(
+            user=job.user,
+            labels={**job.labels, **labels},
+            mounts=_mounts(job),
+            cap_drop=list(job.cap_drop),
+            cap_add=list(job.cap_add) or None,
+            security_opt=list(job.security_opt),
+            network_mode=job.network or "none",
+            pids_limit=job.pids_limit,
+            mem_limit=job.memory_bytes,
+        )
+    )
+    for upload in job.uploads:
+        container.with_copy_into_container(
+            resolve(upload.content, secrets).encode(), upload.path, upload.mode
+        )
+    return container
+
+
+class ContainerLogWait(WaitStrategy):
+    """Wraps a readiness check as a testcontainers wait strategy: polls `ready` until it
+    holds, fails at once if the container stops, and times out with its log."""
+
+    def __init__(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
+        super().__init__()
+        self.what = what
+        self.ready = ready
+        self.with_startup_timeout(int(timeout_s)).with_poll_interval(0.05)
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        wrapped = container.get_wrapped_container()
+        deadline = time.monotonic() + self._startup_timeout
+        while not self.ready():
+            wrapped.reload()
+            if wrapped.status not in ("created", "running"):
+                raise DeploymentError(
+                    f"{wrapped.name} stopped before {self.what} "
+                    f"(exit code {wrapped.attrs['State'].get('ExitCode')}):\n{_tail(wrapped)}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{wrapped.name}: no {self.what} within {self._startup_timeout:.0f} s; "
+                    f"its log:\n{_tail(wrapped)}"
+                )
+            time.sleep(self._poll_interval)
+
+
+def _tail(container: Any) -> str:
+    try:
+        return bytes(container.logs(tail=LOG_TAIL)).decode(errors="replace").strip()
+    except docker.errors.APIError as exc:
+        return f"(no logs: {exc})"
+
+
+@dataclass
+class TestcontainersBackend:
+    """The containers of one plan, made and removed as testcontainers objects."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    client: docker.DockerClient
+    labels: dict[str, str]  # beside the plan's own: the state folder, the fixture owner
+    networks: list[Network] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    nodes: dict[str, DockerContainer] = field(default_factory=dict)
+
+    def create(
+        self,
+        plan: Plan,
+        secrets: Mapping[str, str],
+        host_ports: Mapping[str, int],
+        waits: Mapping[str, WaitStrategy],
+    ) -> None:
+        """Networks, volumes, the config job, then every node started side by side, each
+        returning once its wait strategy holds. On any failure the caller calls stop()."""
+        # Ryuk, testcontainers' reaper, is an image pulled from a registry (none may be
+        # reachable, as here); redis-infra's label sweep (infra.testing.sweep) replaces it.
+        testcontainers_config.ryuk_disabled = True
+        for network in plan.networks:
+            self.networks.append(network_object(network, self.labels).create())
+        for volume in plan.volumes:
+            self._create_volume(volume)
+        self.run_job(plan.config_job, secrets)
+        for spec in plan.containers:
+            self.nodes[spec.name] = PlanNode(
+                spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
+            )
+        with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+            starting = [pool.submit(node.start) for node in self.nodes.values()]
+            errors = [future.exception() for future in starting]
+        failed = [error for error in errors if error is not None]
+        if failed:
+            raise failed[0]
+
+    def _create_volume(self, spec: VolumeSpec) -> None:
+        self.client.volumes.create(
+            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose, **self.labels}
+        )
+        self.volumes.append(spec.name)
+
+    def run_job(self, job: JobSpec, secrets: Mapping[str, str]) -> JobResult:
+        """Run a one-shot job to completion; a non-zero exit raises with its log."""
+        started = time.monotonic()
+        container = job_container(job, secrets, self.labels)
+        try:
+            container.start()
+            wrapped = container.get_wrapped_container()
+            try:
+                exit_code = int(wrapped.wait(timeout=job.timeout_s).get("StatusCode", -1))
+            except Exception as exc:  # requests' ReadTimeout, surfaced as a clear failure
+                raise DeploymentError(
+                    f"job {job.name} did not finish within {job.timeout_s} s ({exc}):\n"
+                    f"{_tail(wrapped)}"
+                ) from exc
+            logs = bytes(wrapped.logs()).decode(errors="replace")
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.stop()
+        if exit_code != 0:
+            raise DeploymentError(f"job {job.name} exited {exit_code}:\n{logs.strip()}")
+        return JobResult(job.name, exit_code, logs, time.monotonic() - started)
+
+    def stop(self) -> None:
+        """Remove every node, network and volume this backend made (data included)."""
+        for node in self.nodes.values():
+            with contextlib.suppress(docker.errors.APIError):
+                node.stop(force=True, delete_volume=False)
+        for network in self.networks:
+            with contextlib.suppress(docker.errors.APIError, AssertionError):
+                network.remove()
+        for volume in self.volumes:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.volumes.get(volume).remove(force=True)
+        self.nodes.clear()
+        self.networks.clear()
+        self.volumes.clear()
