@@ -61,7 +61,7 @@ class Created:
     volumes: list[str] = field(default_factory=list)
 
 
-def _upload_archive(files: Mapping[str, tuple[str, int]]) -> bytes:
+def upload_archive(files: Mapping[str, tuple[str, int]]) -> bytes:
     """A tar of absolute paths, extracted at `/` as pulumi-docker's uploads are."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -233,7 +233,7 @@ class LocalBackend:
         `keep` leaves the exited container, as pulumi-docker does, to check what it holds.
         """
         started = time.monotonic()
-        self._remove_container(job.name)  # a leftover from an interrupted run
+        self.remove_container(job.name)  # a leftover from an interrupted run
         host_config = self.api.create_host_config(
             mounts=[
                 Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in job.mounts
@@ -257,7 +257,7 @@ class LocalBackend:
             container = self.client.containers.get(job.name)
             if job.uploads:
                 files = {u.path: (resolve(u.content, secrets), u.mode) for u in job.uploads}
-                container.put_archive("/", _upload_archive(files))
+                container.put_archive("/", upload_archive(files))
             container.start()
             try:
                 status = container.wait(timeout=job.timeout_s)
@@ -271,7 +271,7 @@ class LocalBackend:
             logs = container.logs().decode(errors="replace")
         finally:
             if not keep:
-                self._remove_container(job.name)
+                self.remove_container(job.name)
         return JobResult(job.name, exit_code, logs, time.monotonic() - started)
 
     # -- waiting --------------------------------------------------------------------
@@ -322,7 +322,7 @@ class LocalBackend:
         """Remove every labelled container and network, and the volumes unless data is kept."""
         inventory = self.inventory(name)
         for container_name in inventory.containers:
-            self._remove_container(container_name)
+            self.remove_container(container_name)
         for network in inventory.networks:
             self._remove_network(network)
         kept: list[str] = []
@@ -338,14 +338,14 @@ class LocalBackend:
     def rollback(self, created: Created) -> None:
         """Undo one failed `create`: only what it made, never what existed before."""
         for name in created.containers:
-            self._remove_container(name)
+            self.remove_container(name)
         for network in created.networks:
             self._remove_network(network)
         for volume in created.volumes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.client.volumes.get(volume).remove(force=True)
 
-    def _remove_container(self, name: str) -> None:
+    def remove_container(self, name: str) -> None:
         try:
             self.api.remove_container(name, force=True, v=False)
         except docker.errors.NotFound:

@@ -3,10 +3,10 @@
 The third thin backend, beside the local one (docker SDK) and Pulumi: each network is
 a testcontainers `Network`, each job and node a `DockerContainer` built from the
 plan's specs, so the hardening (users, capabilities, read-only root, limits, health
-check, loopback-only ports) is the plan's, decided once. Files reach a job through
-`with_copy_into_container` (an archive copied in before start, like pulumi-docker's
-uploads). Nodes are created and started side by side; each start waits on the node's
-wait strategy, whose timeout error carries the node's log.
+check, loopback-only ports) is the plan's, decided once. Files reach a job as one
+archive copied in before start, like pulumi-docker's uploads. Nodes are created and
+started side by side; each start waits on the node's wait strategy, whose timeout
+error carries the node's log.
 
 Ryuk is turned off (testcontainers' reaper needs an image from a registry); the
 fixtures' label sweep removes what a killed run leaves. What testcontainers cannot
@@ -34,7 +34,7 @@ from testcontainers.core.docker_client import DockerClient as TestcontainersClie
 from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
-from infra.backends.local import NANOSECONDS, PARALLEL_DOCKER_CALLS, JobResult
+from infra.backends.local import NANOSECONDS, PARALLEL_DOCKER_CALLS, JobResult, upload_archive
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
     LABEL_VOLUME,
@@ -77,20 +77,25 @@ def _mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
     return [Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts]
 
 
-class _AttachThenStart(TestcontainersClient):
-    """Attaches a created node to its other networks before starting it: Docker (API
-    1.41 here) takes one network at create time, and a node must be on all of them
-    when Redis starts (its published port is on the second)."""
+class _PrepareThenStart(TestcontainersClient):
+    """What must happen between create and start: attach the node's other networks
+    (Docker API 1.41 takes one at create time, and a node must be on all of them when
+    Redis starts: its published port is on the second), and copy a job's files in as
+    one archive (testcontainers' with_copy_into_container copies one file per call)."""
 
-    def __init__(self, attachments: tuple[NetworkAttachment, ...]) -> None:
+    def __init__(
+        self, attachments: tuple[NetworkAttachment, ...] = (), archive: bytes | None = None
+    ) -> None:
         super().__init__()
-        self.attachments = attachments
+        self.attachments, self.archive = attachments, archive
 
     def start(self, container: Any) -> None:
         for attachment in self.attachments:
             self.client.api.connect_container_to_network(
                 container.id, attachment.network, aliases=list(attachment.aliases) or None
             )
+        if self.archive is not None:
+            container.put_archive("/", self.archive)
         super().start(container)
 
 
@@ -106,7 +111,7 @@ class PlanNode(DockerContainer):
         wait: WaitStrategy,
     ) -> None:
         super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
-        self._docker = _AttachThenStart(spec.networks[1:])
+        self._docker = _PrepareThenStart(attachments=spec.networks[1:])
         health = spec.healthcheck
         first = spec.networks[0]
         self.with_command(list(spec.command)).with_kwargs(
@@ -165,10 +170,9 @@ def job_container(
             mem_limit=job.memory_bytes,
         )
     )
-    for upload in job.uploads:
-        container.with_copy_into_container(
-            resolve(upload.content, secrets).encode(), upload.path, upload.mode
-        )
+    if job.uploads:
+        files = {u.path: (resolve(u.content, secrets), u.mode) for u in job.uploads}
+        container._docker = _PrepareThenStart(archive=upload_archive(files))
     return container
 
 
@@ -218,6 +222,7 @@ class TestcontainersBackend:
     networks: list[Network] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     nodes: dict[str, DockerContainer] = field(default_factory=dict)
+    nodes_started_at: float | None = None  # monotonic clock, as the first node starts
 
     def create(
         self,
@@ -226,8 +231,11 @@ class TestcontainersBackend:
         host_ports: Mapping[str, int],
         waits: Mapping[str, WaitStrategy],
     ) -> None:
-        """Networks, volumes, the config job, then every node started side by side, each
-        returning once its wait strategy holds. On any failure the caller calls stop()."""
+        """Networks, volumes, the config job; then every node started side by side, each
+        returning once its wait strategy holds, while the bootstrap jobs (cluster
+        create, the function library) run beside them: each waits for the nodes it
+        needs, so its own container start overlaps theirs. On any failure the caller
+        calls stop()."""
         # Ryuk, testcontainers' reaper, is an image pulled from a registry (none may be
         # reachable, as here); redis-infra's label sweep (infra.testing.sweep) replaces it.
         testcontainers_config.ryuk_disabled = True
@@ -240,12 +248,29 @@ class TestcontainersBackend:
             self.nodes[spec.name] = PlanNode(
                 spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
             )
-        with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+        self.nodes_started_at = time.monotonic()
+        with (
+            ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool,
+            ThreadPoolExecutor(max_workers=1) as job_runner,
+        ):
+            jobs = job_runner.submit(self._run_jobs, plan.bootstrap_jobs, secrets)
             starting = [pool.submit(node.start) for node in self.nodes.values()]
             errors = [future.exception() for future in starting]
-        failed = [error for error in errors if error is not None]
-        if failed:
-            raise failed[0]
+            failed = [error for error in errors if error is not None]
+            if failed:  # a job may be waiting for the node that failed: end it too
+                for job in plan.bootstrap_jobs:
+                    self._remove(job.name)
+                jobs.exception()
+                raise failed[0]
+            jobs.result()
+
+    def _run_jobs(self, jobs: tuple[JobSpec, ...], secrets: Mapping[str, str]) -> None:
+        for job in jobs:
+            self.run_job(job, secrets)
+
+    def _remove(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(name, force=True)
 
     def _create_volume(self, spec: VolumeSpec) -> None:
         self.client.volumes.create(

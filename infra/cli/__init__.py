@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after each run, the same topology as native redis-server processes (same TLS, "
         "same readiness) and docker run's own floor, for the ratio",
     )
+    p.add_argument(
+        "--backend",
+        choices=["cli", "fixtures"],
+        default="cli",
+        help="bring up as `redis-infra up` does, or as the pytest fixtures do (testcontainers)",
+    )
     p.add_argument("--json", type=Path, help="write the figures as JSON")
     p.set_defaults(handler=cmd_measure_up)
 

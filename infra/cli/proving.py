@@ -53,18 +53,25 @@ def cmd_drill(args: argparse.Namespace) -> int:
 def cmd_measure_up(args: argparse.Namespace) -> int:
     from infra.backends.docker_engine import docker_client
     from infra.core.topology import deep_merge, parse_set_flags
-    from infra.operations.measure import measure_bring_up
+    from infra.operations.measure import cli_bring_up, measure_bring_up
 
     overrides = parse_set_flags(args.overrides)
     if args.image:
         overrides = deep_merge(overrides, {"image": args.image})
+    bring_up = cli_bring_up
+    if args.backend == "fixtures":
+        from infra.testing.measure import fixture_bring_up
+
+        bring_up = fixture_bring_up
     report = measure_bring_up(
-        docker_client(), args.topology, args.runs, overrides, native=args.native
+        docker_client(), args.topology, args.runs, overrides, native=args.native, bring_up=bring_up
     )
+    report["backend"] = args.backend
     if args.json:
         write_json(args.json, report)
     print(
-        f"{args.topology}: bring-up median {report['median_seconds_total']:.2f} s total, "
+        f"{args.topology} ({args.backend}): bring-up median "
+        f"{report['median_seconds_total']:.2f} s total, "
         f"{report['median_seconds_start_to_ready']:.2f} s container start -> ready "
         f"({READY_MEANS[Kind(report['kind'])]}), "
         f"down {report['median_seconds_down']:.2f} s ({args.runs} runs)"
@@ -72,9 +79,11 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
     if args.native:
         native, ratio = report["median_seconds_native"], report["ratio_total_vs_native"]
         floor = report["median_seconds_docker_floor"]
+        floor_all, nodes = report["median_seconds_docker_floor_all_nodes"], report["nodes"]
         print(
             f"  native redis-server, same TLS and readiness: {native:.2f} s (bring-up is "
-            f"{ratio:.2f}x that); docker run to first PONG: {floor:.2f} s"
+            f"{ratio:.2f}x that); docker run to first PONG: {floor:.2f} s, "
+            f"{nodes} at once: {floor_all:.2f} s"
         )
     return EXIT_OK
 

@@ -24,6 +24,15 @@ WAIT_SECONDS = 120  # for each wait (polled every 50 ms); the job itself may tak
 _FUNCTIONS = (JOBS_DIR / "cluster-job.sh").read_text(encoding="utf-8")
 
 
+SLOTS = 16384
+
+
+def slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """The slots split evenly, in order: (first, last) per master."""
+    bounds = [index * SLOTS // masters for index in range(masters + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(masters)]
+
+
 def _join_replicas(shards: list[Shard]) -> list[str]:
     """Each replica meets its own shard's master and follows it (redis-cli's own replica
     placement would ignore the plan's shards and domains). Meeting that master directly
@@ -89,6 +98,7 @@ def functions_script(
     then be thrown away when it resyncs from the new one (CI saw exactly that)."""
     lines = _preamble(tls_args, admin_user, port)
     nodes = " ".join(shlex.quote(a) for a in addresses)
+    lines.append(f"wait_answering {nodes}")  # a backend may start the job with the nodes
     if group is not None:
         lines.append(f"wait_replicas_linked {nodes}")
         others = len(group.addresses) - 1
@@ -105,9 +115,11 @@ def create_script(
 ) -> str:
     """Bring the cluster to the plan's shards, whatever it is now.
 
-    A fresh cluster is created from the masters (slots split evenly); masters that
-    are not in the cluster yet (a scale-out) join it; each replica then follows its
-    own shard's master, so the plan's layout and failure domains hold (redis-cli's
+    A fresh cluster is formed directly: each master takes an even share of the slots
+    and a distinct config epoch, and every node meets every other (redis-cli --cluster
+    create meets one node, then polls gossip once a second); masters that are not in
+    the cluster yet (a scale-out) join it; each replica then follows its own shard's
+    master, so the plan's layout and failure domains hold (redis-cli's
     --cluster-replicas would pick its own pairs); finally slots move onto masters that
     have none. Each step checks what is done first, so the job is safe to re-run, and
     the same job both forms and grows the cluster (`redis-infra scale`, or a stack
@@ -124,8 +136,18 @@ def create_script(
         # A rebalance that was interrupted leaves a slot half-moved: finish it first.
         f"  close_open_slots {first}",
         f"elif alone {first}; then",
-        f"  cli --cluster create {' '.join(f'{m}:{port}' for m in masters)} "
-        "--cluster-replicas 0 --cluster-yes",
+        # A fresh cluster: each master takes its share of the slots, then meets the first.
+        *(
+            f"  assign_slots {master} {low} {high} {epoch}"
+            for epoch, (master, (low, high)) in enumerate(
+                zip(masters, slot_ranges(len(masters)), strict=True), start=1
+            )
+        ),
+        # ... then every node meets those after it: all know all at once.
+        *(
+            f"  meet_all {address} {' '.join(later for _, later in everyone[index + 1 :])}"
+            for index, (_, address) in enumerate(everyone[:-1])
+        ),
         "else",
         f'  echo "{first} knows other nodes but no slots: a half-formed cluster; '
         f'inspect it with redis-cli --cluster check" >&2; exit 1',
@@ -135,7 +157,8 @@ def create_script(
         lines.append(
             f"if alone {master}; then cli --cluster add-node {master}:{port} {first}:{port}; fi"
         )
-    lines.append(f"wait_agreement {first}")
+    # Replicas meet their own master and follow it at once: CLUSTER REPLICATE needs the
+    # master known to the replica, not the slot map agreed (one wait for that, below).
     lines += _join_replicas(shards)
     lines.append(f"wait_agreement {first}")
     # Masters without slots (a scale-out, or one an interrupted run left empty) get

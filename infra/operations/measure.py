@@ -7,12 +7,16 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from infra.core.errors import DeploymentError
+from infra.core.model import Topology
 from infra.core.topology import load_topology
 from infra.operations.deploy import down, up
 from infra.operations.native_bring_up import measure_native
@@ -25,34 +29,67 @@ class BringUpRun:
     seconds_down: float
 
 
-def docker_floor(client: docker.DockerClient, image: str) -> float:
-    """What Docker itself costs: `docker run` of the image to its first (plaintext) PONG."""
-    with socket.socket() as probe:  # a free loopback port, as Docker would pick one
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
+def docker_floor(client: docker.DockerClient, image: str, count: int = 1) -> float:
+    """What Docker itself costs: `docker run` of `count` containers of the image at once
+    (as a deployment starts its nodes) until each answers its first plaintext PONG."""
+    ports = []
+    for _ in range(count):  # free loopback ports, as Docker would pick them
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
     started = time.monotonic()
-    container = client.containers.run(
-        image,
-        # Inside the container's own network namespace; published on loopback only.
-        "redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save '' --appendonly no",
-        detach=True,
-        ports={"6379/tcp": ("127.0.0.1", free)},
-        labels={"redis-infra.name": "measure-floor"},
-    )
+
+    def run(port: int) -> Any:
+        return client.containers.run(
+            image,
+            # Inside the container's own network namespace; published on loopback only.
+            "redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save '' --appendonly no",
+            detach=True,
+            ports={"6379/tcp": ("127.0.0.1", port)},
+            labels={"redis-infra.name": "measure-floor"},
+        )
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        containers = list(pool.map(run, ports))
     try:
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", free), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return time.monotonic() - started
-            except OSError:
-                pass
-            if time.monotonic() - started > 30:
-                raise TimeoutError("the image answered no PING within 30 s")
-            time.sleep(0.005)
+        for port in ports:
+            _first_pong(port, started)
+        return time.monotonic() - started
     finally:
-        container.remove(force=True)
+        for container in containers:
+            container.remove(force=True)
+
+
+def _first_pong(port: int, started: float) -> None:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() - started > 30:
+            raise TimeoutError("the image answered no PING within 30 s")
+        time.sleep(0.005)
+
+
+BringUp = Callable[[docker.DockerClient, Topology], BringUpRun]
+
+
+def cli_bring_up(client: docker.DockerClient, topology: Topology) -> BringUpRun:
+    """One `redis-infra up` from scratch, and its `down`."""
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            result = up(topology, client, connection_file=Path(directory) / "c.json")
+        finally:
+            started = time.monotonic()
+            down(topology.name, client, keep_data=False)
+    if result.seconds_start_to_ready is None:  # pragma: no cover - a fresh `up` times it
+        raise DeploymentError("a fresh deployment reported no start-to-ready time")
+    return BringUpRun(
+        result.seconds_total, result.seconds_start_to_ready, time.monotonic() - started
+    )
 
 
 def measure_bring_up(
@@ -62,28 +99,20 @@ def measure_bring_up(
     overrides: dict[str, Any],
     *,
     native: bool = False,
+    bring_up: BringUp = cli_bring_up,
 ) -> dict[str, Any]:
-    """Deploy and remove `topology_name` `runs` times; medians and every run, as data.
-    With `native`, each run is followed by the same topology as native processes
-    (`native_bring_up`) and Docker's own floor, so the figures sit side by side."""
+    """Deploy and remove `topology_name` `runs` times (`bring_up`: the CLI's `up` by
+    default, or the test fixtures'); medians and every run, as data. With `native`,
+    each run is followed by the same topology as native processes (`native_bring_up`)
+    and Docker's own floor, so the figures sit side by side."""
     results: list[BringUpRun] = []
     anchors: list[float] = []
     floors: list[float] = []
+    floors_all: list[float] = []  # as many containers as the topology has, at once
     for _ in range(runs):
         name = f"measure-{secrets.token_hex(3)}"
         topology = load_topology(topology_name, name, overrides)
-        with tempfile.TemporaryDirectory() as directory:
-            try:
-                result = up(topology, client, connection_file=Path(directory) / "c.json")
-            finally:
-                started = time.monotonic()
-                down(name, client, keep_data=False)
-            assert result.seconds_start_to_ready is not None
-            results.append(
-                BringUpRun(
-                    result.seconds_total, result.seconds_start_to_ready, time.monotonic() - started
-                )
-            )
+        results.append(bring_up(client, topology))
         if native:
             cluster = topology.cluster
             anchors.append(
@@ -94,6 +123,7 @@ def measure_bring_up(
                 ).seconds_to_ready
             )
             floors.append(docker_floor(client, topology.image))
+            floors_all.append(docker_floor(client, topology.image, _node_count(topology)))
     extra: dict[str, Any] = {}
     if native:
         median_native = statistics.median(anchors)
@@ -101,9 +131,12 @@ def measure_bring_up(
         extra = {
             "median_seconds_native": median_native,
             "median_seconds_docker_floor": statistics.median(floors),
+            "median_seconds_docker_floor_all_nodes": statistics.median(floors_all),
+            "nodes": _node_count(topology),
             "ratio_total_vs_native": median_total / median_native,
             "native_each": anchors,
             "docker_floor_each": floors,
+            "docker_floor_all_nodes_each": floors_all,
         }
     return {
         **extra,
@@ -117,6 +150,14 @@ def measure_bring_up(
         "median_seconds_down": statistics.median(r.seconds_down for r in results),
         "each": [asdict(r) for r in results],
     }
+
+
+def _node_count(topology: Topology) -> int:
+    if topology.cluster:
+        return topology.cluster.masters * (1 + topology.cluster.replicas_per_master)
+    if topology.sentinel:
+        return 1 + topology.sentinel.replicas + topology.sentinel.sentinels
+    return 1
 
 
 def measure_scale_out(

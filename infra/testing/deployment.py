@@ -85,6 +85,7 @@ class RedisDeployment:
         self.topology: Topology | None = None  # as validated at start (None: attached)
         self._connection_file: Path | None = None
         self.seconds_to_ready: float | None = None  # from start() to ready
+        self.seconds_start_to_ready: float | None = None  # from the first node's start
 
     # -- builders ---------------------------------------------------------------------
 
@@ -138,7 +139,10 @@ class RedisDeployment:
         except BaseException:
             self.stop()
             raise
-        self.seconds_to_ready = time.monotonic() - started
+        ready = time.monotonic()
+        self.seconds_to_ready = ready - started
+        if self._backend.nodes_started_at is not None:
+            self.seconds_start_to_ready = ready - self._backend.nodes_started_at
         return self
 
     @classmethod
@@ -172,8 +176,8 @@ class RedisDeployment:
         return self._info is not None and self._home is None
 
     def _create(self, prepared: Prepared, backend: TestcontainersBackend) -> None:
-        """Nodes side by side, each waited for; the bootstrap jobs; then the topology's
-        own readiness (what `redis-infra up` waits for)."""
+        """Nodes side by side, each waited for, the bootstrap jobs beside them; then the
+        topology's own readiness (what `redis-infra up` waits for)."""
         info, timeout = prepared.info, self.ready_timeout_s
         waits: dict[str, WaitStrategy] = {}
         for spec in prepared.plan.containers:
@@ -184,8 +188,6 @@ class RedisDeployment:
             else:  # not reachable from here: Docker's health check (the same PING) decides
                 waits[spec.name] = HealthcheckWaitStrategy().with_startup_timeout(int(timeout))
         backend.create(prepared.plan, prepared.secrets, prepared.host_ports, waits)
-        for job in prepared.plan.bootstrap_jobs:
-            backend.run_job(job, prepared.secrets)
         if any(node.host is not None for node in info.nodes):
             wait_topology_ready(info, timeout, self._alive)
 

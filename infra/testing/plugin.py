@@ -37,13 +37,8 @@ from infra.core.connection import read_connection_file
 from infra.core.errors import EngineError
 from infra.testing.deployment import RedisClient, RedisDeployment
 from infra.testing.sweep import sweep
-from infra.testing.topologies import ClusterDeployment, SentinelDeployment, SingleDeployment
+from infra.testing.topologies import KINDS
 
-KINDS: dict[str, type[RedisDeployment]] = {
-    "single": SingleDeployment,
-    "sentinel": SentinelDeployment,
-    "cluster": ClusterDeployment,
-}
 CONNECTION_ENV = "REDIS_INFRA_CONNECTION"
 MARKER = "redis_topology"
 

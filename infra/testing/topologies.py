@@ -132,3 +132,10 @@ class _NodeTarget:
 
     def close(self) -> None:
         self.client.close()
+
+
+KINDS: dict[str, type[RedisDeployment]] = {
+    "single": SingleDeployment,
+    "sentinel": SentinelDeployment,
+    "cluster": ClusterDeployment,
+}

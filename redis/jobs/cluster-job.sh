@@ -43,6 +43,23 @@ wait_agreement() {  # ADDRESS
     cli --cluster check "$1:$PORT" >&2; exit 1
   }
 }
+batch() {  # ADDRESS: the commands on stdin over one connection; fail unless each says OK
+  replies="$(cli -h "$1" -p "$PORT" | tr -d '\r')"
+  if [ -n "$(echo "$replies" | grep -vx OK || true)" ]; then
+    echo "$1 refused: $replies" >&2
+    return 1
+  fi
+}
+assign_slots() {  # ADDRESS FIRST LAST EPOCH: a fresh master takes its slots and a
+  # distinct config epoch (what redis-cli --cluster create does, without its 1 s polls)
+  printf 'CLUSTER ADDSLOTSRANGE %s %s\nCLUSTER SET-CONFIG-EPOCH %s\n' "$2" "$3" "$4" | batch "$1"
+}
+meet_all() {  # ADDRESS PEER...: the node meets every peer at once (one connection), so
+  # no node waits for gossip to learn of another
+  address="$1"
+  shift
+  for peer in "$@"; do printf 'CLUSTER MEET %s %s\n' "$peer" "$PORT"; done | batch "$address"
+}
 meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
   if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
 }
@@ -69,10 +86,15 @@ close_open_slots() {  # ADDRESS: finish a slot move an interrupted rebalance lef
 is_master() {  # ADDRESS
   cli -h "$1" -p "$PORT" info replication | tr -d '\r' | grep -qx 'role:master'
 }
-load_functions() {  # ADDRESS...: the library on every master (replicas receive it)
-  loaded=0
+wait_answering() {  # ADDRESS...: until every node answers (the job may start with them)
   for address in "$@"; do
     wait_until "$address to answer" cli -h "$address" -p "$PORT" ping >/dev/null
+  done
+}
+load_functions() {  # ADDRESS...: the library on every master (replicas receive it)
+  loaded=0
+  wait_answering "$@"
+  for address in "$@"; do
     if is_master "$address"; then
       cli -h "$address" -p "$PORT" -x function load replace < "$FUNCTIONS" >/dev/null
       loaded=$((loaded + 1))

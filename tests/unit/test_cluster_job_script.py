@@ -138,3 +138,32 @@ def test_ready_waits_until_every_node_holds_the_function_library(tmp_path: Path)
     assert "10.0.0.11 to hold the function library ratelimit" in replica_behind.stderr
     (tmp_path / "has-10.0.0.11").touch()
     assert wait().returncode == 0
+
+
+BATCH_CLI = """#!/bin/sh
+# ... -h ADDRESS ...: answers each command read from stdin as Redis would
+while read -r command _; do
+  if [ "$command" = BAD ]; then printf 'ERR unknown command\\r\\n'; else printf 'OK\\r\\n'; fi
+done
+"""
+
+
+def test_a_batch_fails_on_any_reply_but_ok(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-cli").write_text(BATCH_CLI)
+    (bin_dir / "redis-cli").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def run(commands: str) -> subprocess.CompletedProcess[str]:
+        script = (
+            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n{_FUNCTIONS}\n"
+            f"printf '{commands}' | batch 10.0.0.10\n"
+        )
+        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                              timeout=30, env=env)  # fmt: skip
+
+    assert run("CLUSTER MEET a 6379\\nCLUSTER MEET b 6379\\n").returncode == 0
+    refused = run("CLUSTER MEET a 6379\\nBAD x\\n")
+    assert refused.returncode != 0
+    assert "10.0.0.10 refused:" in refused.stderr and "ERR unknown command" in refused.stderr

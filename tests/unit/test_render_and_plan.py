@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from infra.core.certs import CertificateSet
+from infra.core.cluster_jobs import slot_ranges
 from infra.core.errors import ConfigError
 from infra.core.layout import Role, nodes
 from infra.core.model import Topology
@@ -297,8 +299,18 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     (job,) = plan.bootstrap_jobs
     assert job.kind is JobKind.CLUSTER_CREATE and job.network == "p-net"
     script = job.command[2]
-    # Masters first, by fixed address; then each replica onto its own shard's master.
-    assert "cli --cluster create 10.213.7.10:6379 10.213.7.12:6379 10.213.7.14:6379" in script
+    # Masters first, by fixed address, each with its slots and epoch; then each replica
+    # onto its own shard's master.
+    lines = script.splitlines()
+    assert [line for line in lines if "assign_slots" in line and "()" not in line] == [
+        "  assign_slots 10.213.7.10 0 5460 1",
+        "  assign_slots 10.213.7.12 5461 10921 2",
+        "  assign_slots 10.213.7.14 10922 16383 3",
+    ]
+    # Every node meets every later one: each pair once, no node left to gossip.
+    meets = [line.split()[1:] for line in lines if line.startswith("  meet_all ")]
+    pairs = {frozenset((meeting[0], peer)) for meeting in meets for peer in meeting[1:]}
+    assert len(meets) == 5 and len(pairs) == 15  # 6 nodes: 6 * 5 / 2
     assert "replicate 10.213.7.11 10.213.7.10" in script
     assert "replicate 10.213.7.15 10.213.7.14" in script
     assert "cluster_slots_assigned" in script  # idempotent on a formed cluster
@@ -438,3 +450,12 @@ def test_every_job_script_passes_the_shell_linter(
                 check=False,
             )
             assert linted.returncode == 0, f"{kind} {job.kind}:\n{linted.stdout}"
+
+
+@pytest.mark.parametrize("masters", [3, 4, 7, 60, 100])
+def test_the_slots_are_split_evenly_and_whole(masters: int) -> None:
+    ranges = slot_ranges(masters)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 16383
+    assert all(after[0] == before[1] + 1 for before, after in itertools.pairwise(ranges))
+    sizes = [high - low + 1 for low, high in ranges]
+    assert max(sizes) - min(sizes) <= 1
