@@ -49,7 +49,7 @@ def test_a_session_on_a_hardened_single_node(redis_single):
 def test_the_app_survives_a_sentinel_failover(redis_sentinel, redis_sentinel_deployment):
     group = redis_sentinel_deployment
     redis_sentinel.set("app:cart:1", "book")
-    redis_sentinel.wait(2, 5000)
+    assert redis_sentinel.wait(2, 5000) == 2
     old = group.master()
     group.kill(old)
     try:
@@ -58,10 +58,19 @@ def test_the_app_survives_a_sentinel_failover(redis_sentinel, redis_sentinel_dep
         group.start_node(old)
     assert redis_sentinel.get("app:cart:1") == b"book"
 PY
+owned() {  # every container, network and volume a test deployment made
+  {
+    docker container ls -aq --filter label=redis-infra.test-owner | sed 's/^/container /'
+    docker network ls -q --filter label=redis-infra.test-owner | sed 's/^/network /'
+    docker volume ls -q --filter label=redis-infra.test-owner | sed 's/^/volume /'
+  } | sort
+}
+before="$(owned)"
 (cd "$work/app-tests" && step "$work/venv/bin/pytest" -p redis_infra -q test_app.py)
-leftover="$(docker ps -aq --filter label=redis-infra.test-owner)"
-if [ -n "$leftover" ]; then
-  echo "wheel: the fixtures left containers behind: $leftover" >&2
+after="$(owned)"
+if [ "$after" != "$before" ]; then
+  echo "wheel: the fixtures left resources behind:" >&2
+  comm -13 <(echo "$before") <(echo "$after") >&2
   exit 1
 fi
 echo "wheel: every command ran from the installed wheel ($(ls "$work"/dist)), and its pytest plugin served an outside suite"

@@ -18,9 +18,10 @@ the local and Pulumi backends keep the grace).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,7 @@ class PlanNode(DockerContainer):
         wait: WaitStrategy,
     ) -> None:
         super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
+        self.image = spec.image  # the plan's, never behind a hub prefix from the environment
         self._docker = _PrepareThenStart(attachments=spec.networks[1:])
         health = spec.healthcheck
         first = spec.networks[0]
@@ -165,11 +167,14 @@ def job_container(
             cap_drop=list(job.cap_drop),
             cap_add=list(job.cap_add) or None,
             security_opt=list(job.security_opt),
-            network_mode=job.network or "none",
+            # `network`, not network_mode: testcontainers adds a network of its own
+            # when none is named (when it runs inside a container).
+            network=job.network or "none",
             pids_limit=job.pids_limit,
             mem_limit=job.memory_bytes,
         )
     )
+    container.image = job.image  # the plan's, never behind a hub prefix from the environment
     if job.uploads:
         files = {u.path: (resolve(u.content, secrets), u.mode) for u in job.uploads}
         container._docker = _PrepareThenStart(archive=upload_archive(files))
@@ -204,6 +209,29 @@ class ContainerLogWait(WaitStrategy):
             time.sleep(self._poll_interval)
 
 
+def _start(node: DockerContainer) -> None:
+    """Start one node; the engine's refusal (say, no such program in the image) becomes
+    an error that names the node."""
+    try:
+        node.start()
+    except docker.errors.APIError as exc:
+        raise DeploymentError(f"{node._name} could not start: {exc.explanation or exc}") from exc
+
+
+@contextlib.contextmanager
+def _ryuk_off() -> Iterator[None]:
+    """Ryuk, testcontainers' reaper, is an image pulled from a registry (none may be
+    reachable, as here); the label sweep (infra.testing.sweep) replaces it for these
+    containers. Only while they start: the application's own containers keep the
+    setting it chose."""
+    before = testcontainers_config.ryuk_disabled
+    testcontainers_config.ryuk_disabled = True
+    try:
+        yield
+    finally:
+        testcontainers_config.ryuk_disabled = before
+
+
 def _tail(container: Any) -> str:
     try:
         return bytes(container.logs(tail=LOG_TAIL)).decode(errors="replace").strip()
@@ -235,37 +263,49 @@ class TestcontainersBackend:
         returning once its wait strategy holds, while the bootstrap jobs (cluster
         create, the function library) run beside them: each waits for the nodes it
         needs, so its own container start overlaps theirs. On any failure the caller
-        calls stop()."""
-        # Ryuk, testcontainers' reaper, is an image pulled from a registry (none may be
-        # reachable, as here); redis-infra's label sweep (infra.testing.sweep) replaces it.
-        testcontainers_config.ryuk_disabled = True
-        for network in plan.networks:
-            self.networks.append(network_object(network, self.labels).create())
-        for volume in plan.volumes:
-            self._create_volume(volume)
-        self.run_job(plan.config_job, secrets)
-        for spec in plan.containers:
-            self.nodes[spec.name] = PlanNode(
-                spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
-            )
-        self.nodes_started_at = time.monotonic()
-        with (
-            ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool,
-            ThreadPoolExecutor(max_workers=1) as job_runner,
-        ):
-            jobs = job_runner.submit(self._run_jobs, plan.bootstrap_jobs, secrets)
-            starting = [pool.submit(node.start) for node in self.nodes.values()]
-            errors = [future.exception() for future in starting]
-            failed = [error for error in errors if error is not None]
-            if failed:  # a job may be waiting for the node that failed: end it too
-                for job in plan.bootstrap_jobs:
-                    self._remove(job.name)
-                jobs.exception()
-                raise failed[0]
-            jobs.result()
+        calls stop(), which removes what this made."""
+        with _ryuk_off():
+            for network in plan.networks:
+                self.networks.append(network_object(network, self.labels).create())
+            for volume in plan.volumes:
+                self._create_volume(volume)
+            self.run_job(plan.config_job, secrets)
+            for spec in plan.containers:
+                self.nodes[spec.name] = PlanNode(
+                    spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
+                )
+            self._start_side_by_side(plan.bootstrap_jobs, secrets)
 
-    def _run_jobs(self, jobs: tuple[JobSpec, ...], secrets: Mapping[str, str]) -> None:
+    def _start_side_by_side(self, jobs: tuple[JobSpec, ...], secrets: Mapping[str, str]) -> None:
+        names = [*self.nodes, *(job.name for job in jobs)]
+        cancelled = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS + 1)
+        futures: list[Future[Any]] = []
+        self.nodes_started_at = time.monotonic()
+        try:
+            futures.append(pool.submit(self._run_jobs, jobs, secrets, cancelled))
+            futures += [pool.submit(_start, node) for node in self.nodes.values()]
+            for future in reversed(futures):  # the nodes first, then the jobs
+                future.result()
+        except BaseException:
+            # A node that failed (or Ctrl-C) leaves the others and the jobs waiting:
+            # nothing new starts, and removing the containers ends every wait at once.
+            cancelled.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            while not all(future.done() for future in futures):
+                for name in names:
+                    self._remove(name)
+                time.sleep(0.2)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def _run_jobs(
+        self, jobs: tuple[JobSpec, ...], secrets: Mapping[str, str], cancelled: threading.Event
+    ) -> None:
         for job in jobs:
+            if cancelled.is_set():
+                return
             self.run_job(job, secrets)
 
     def _remove(self, name: str) -> None:

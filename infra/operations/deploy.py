@@ -9,9 +9,11 @@ exactly what it created.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -200,25 +202,49 @@ def _wait_ready(
     # The bootstrap jobs (cluster create, the function library) start with the nodes:
     # each waits for the nodes it needs, and its container's own start (~0.3 s here)
     # overlaps theirs instead of following it.
+    cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        running = pool.submit(_run_jobs, backend, jobs, prepared.secrets)
+        running = pool.submit(_run_jobs, backend, jobs, prepared.secrets, cancelled)
         try:
             if published:
                 wait_for_ping(info, timeout_s, alive=alive)
             else:  # nothing published: Docker's health check (an authenticated TLS PING) decides
                 backend.wait_healthy(names, timeout_s)
-            running.result(timeout=max(deadline - time.monotonic(), 1.0))
+            running.result()  # each job has its own timeout (JobSpec.timeout_s)
         except BaseException:
-            for job in jobs:  # a job waiting for a node that died: end it, and the thread
-                backend.remove_container(job.name)
+            _end_jobs(backend, jobs, running, cancelled)
             raise
     if published:
         wait_topology_ready(info, max(deadline - time.monotonic(), 10.0), alive)
 
 
-def _run_jobs(backend: LocalBackend, jobs: tuple[JobSpec, ...], secrets: dict[str, str]) -> None:
+def _run_jobs(
+    backend: LocalBackend,
+    jobs: tuple[JobSpec, ...],
+    secrets: dict[str, str],
+    cancelled: threading.Event,
+) -> None:
     for job in jobs:
+        if cancelled.is_set():
+            return
         run_job_or_fail(backend, job, secrets)
+
+
+def _end_jobs(
+    backend: LocalBackend,
+    jobs: tuple[JobSpec, ...],
+    running: Future[None],
+    cancelled: threading.Event,
+) -> None:
+    """A node failed (or Ctrl-C) while a job waits for it: no job starts any more, and
+    the running one's container is removed (its wait then returns) until the thread
+    is done, so nothing is left behind and nothing waits out its timeout."""
+    cancelled.set()
+    while not running.done():
+        for job in jobs:
+            backend.remove_container(job.name)
+        with contextlib.suppress(FutureTimeout):
+            running.exception(timeout=0.5)
 
 
 def run_job_or_fail(backend: LocalBackend, job: JobSpec, secrets: dict[str, str]) -> JobResult:

@@ -23,9 +23,8 @@ import contextlib
 import os
 import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -38,8 +37,8 @@ from testcontainers.core.waiting_utils import WaitStrategy
 
 import redis
 from infra.backends.docker_engine import docker_client
-from infra.backends.image import DEFAULT_IMAGE, build_image
-from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory, used_subnets
+from infra.backends.image import DEFAULT_IMAGE, build_image, ensure_image_available
+from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory, read_inventory, used_subnets
 from infra.backends.testcontainers_backend import ContainerLogWait, TestcontainersBackend
 from infra.core.connection import OPERATOR_FILE, ConnectionInfo, read_connection_file
 from infra.core.errors import ConfigError, DeploymentError, EngineError
@@ -54,7 +53,7 @@ from infra.operations.drills.report import DrillReport, WriteOutcome, write_outc
 from infra.operations.drills.run import DRILLS
 from infra.operations.drills.writer import SequencedWriter, WriteLog, WriteTarget
 from infra.operations.readiness import wait_topology_ready
-from infra.testing.sweep import OWNER_LABEL, STATE_PREFIX, owner_label, remove_deployment
+from infra.testing.sweep import OWNER_LABEL, owner_label, private_home, remove_deployment
 
 RedisClient = redis.Redis | RedisCluster
 
@@ -91,13 +90,17 @@ class RedisDeployment:
 
     def with_setting(self, path: str, value: Any) -> Self:
         """A topology setting by its dotted path, as `--set` takes it."""
+        if not isinstance(path, str) or not path:
+            raise ConfigError.single(
+                str(path), "setting", "is not a dotted path", 'name it like "sentinel.quorum"'
+            )
         self.overrides = deep_merge(self.overrides, _dotted(path, value))
         return self
 
     def with_settings(self, settings: Mapping[str, Any]) -> Self:
         """Several settings: dotted paths or nested sections."""
         for key, value in settings.items():
-            self.overrides = deep_merge(self.overrides, _dotted(key, value))
+            self.with_setting(key, value)
         return self
 
     def with_name(self, name: str) -> Self:
@@ -123,8 +126,16 @@ class RedisDeployment:
         )
         self.topology = topology
         engine = self._docker = docker_client()
-        _ensure_image(engine, self.image)
-        self._home = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))  # 0700, removed by stop()
+        taken = read_inventory(engine, self.name)
+        if not taken.empty:  # never touch, let alone remove, what someone else runs
+            raise ConfigError.single(
+                "with_name",
+                "name",
+                f"a deployment named {self.name} exists on this engine already",
+                "pick another name (or leave the default, which is unique)",
+            )
+        _ensure_image(engine, topology.image)
+        self._home = private_home()  # 0700, removed by stop() (or by a later sweep)
         started = time.monotonic()
         try:
             prepared = prepare(
@@ -196,22 +207,30 @@ class RedisDeployment:
         engine = self._engine()
         for name in self._backend.nodes if self._backend else ():
             state = engine.api.inspect_container(name)
-            if not state["State"].get("Running") or state.get("RestartCount", 0):
+            running = state["State"].get("Running") and not state["State"].get("Restarting")
+            if not running or state.get("RestartCount", 0):
                 logs = bytes(engine.api.logs(name, tail=40)).decode(errors="replace")
                 raise DeploymentError(f"container {name} stopped or restarted:\n{logs}")
 
     def stop(self) -> None:
         """Remove every container, network and volume, and the secrets folder (an attached
         deployment is not ours to remove: only forget it)."""
-        if self._home is not None:
-            # First whatever carries the name, made by anyone (a scale-out, or `up` of
-            # the local backend recreating containers); then this backend's own objects.
-            if self._docker is not None:
-                remove_deployment(self._docker, self.name)
-            if self._backend is not None:
-                self._backend.stop()
-            shutil.rmtree(self._home, ignore_errors=True)
+        home, backend, engine = self._home, self._backend, self._docker
         self._backend, self._home, self._info, self._connection_file = None, None, None, None
+        if home is None:
+            return
+        try:
+            # First whatever carries the name (start() made sure it was free), made by
+            # anyone: a scale-out, or the local backend's `up` recreating containers;
+            # then this backend's own objects; the secrets last, whatever failed before.
+            if engine is not None:
+                remove_deployment(engine, self.name)
+        finally:
+            try:
+                if backend is not None:
+                    backend.stop()
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -247,6 +266,11 @@ class RedisDeployment:
     def reset(self) -> None:
         """Delete every key (operator FLUSHALL on each master); the function library and
         the deployment stay. Replicas follow through replication."""
+        if "admin" not in self.info.users:
+            raise DeploymentError(
+                f"resetting {self.name} needs the operator's credentials: attach it with "
+                "the operator.json `redis-infra up` wrote beside its connection file"
+            )
         for node in self.masters():
             admin = node_client(self.info, self.info.node(node), role="admin", retry=no_retry())
             try:
@@ -373,7 +397,7 @@ class RedisDeployment:
         return self._drill().run(scenario)
 
 
-def _pings(info: ConnectionInfo, node: str) -> Any:
+def _pings(info: ConnectionInfo, node: str) -> Callable[[], bool]:
     """A readiness check: the node answers an authenticated TLS PING (as its health
     check does), from the host through its published port."""
     address = info.node(node)
@@ -393,10 +417,12 @@ def _pings(info: ConnectionInfo, node: str) -> Any:
 
 
 def _ensure_image(engine: docker.DockerClient, image: str) -> None:
-    """The project's own image is built here on first use (never pulled)."""
-    try:
-        engine.images.get(image)
-    except docker.errors.ImageNotFound:
-        if image != DEFAULT_IMAGE:
-            raise
-        build_image(engine, image)
+    """The project's own image is built here on first use; any other must be there (or
+    pullable), else the error says how to get it."""
+    if image == DEFAULT_IMAGE:
+        try:
+            engine.images.get(image)
+        except docker.errors.ImageNotFound:
+            build_image(engine, image)
+        return
+    ensure_image_available(engine, image)

@@ -72,9 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove what a killed earlier run left; no engine here means nothing to sweep."""
-    with contextlib.suppress(EngineError, OSError):
-        from infra.backends.docker_engine import docker_client
+    import docker.errors
 
+    from infra.backends.docker_engine import docker_client
+
+    with contextlib.suppress(EngineError, OSError, docker.errors.DockerException):
         sweep(docker_client())
 
 
@@ -102,7 +104,7 @@ def deployment_of(
     if kind not in KINDS:
         raise pytest.UsageError(f"redis-infra: {kind!r} is not one of {', '.join(KINDS)}")
     attached = _attached_files(config).get(kind)
-    if attached is not None and not settings:
+    if attached is not None and not settings:  # one with settings of its own is started
         yield KINDS[kind].attach(attached)
         return
     image = config.getoption("--redis-infra-image")
@@ -192,9 +194,17 @@ def _requested(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
             f"@pytest.mark.{MARKER}('sentinel') or parametrize it indirectly"
         )
     keywords = dict(marker.kwargs)
-    kind = marker.args[0] if marker.args else keywords.pop("kind", "single")
+    kind = marker.args[0] if marker.args else keywords.pop("kind", None)
+    if kind not in KINDS:
+        raise pytest.UsageError(
+            f"@pytest.mark.{MARKER} needs a topology, one of {', '.join(KINDS)} (got {kind!r})"
+        )
     settings: dict[str, Any] = {}
     for arg in marker.args[1:]:
+        if not isinstance(arg, Mapping):
+            raise pytest.UsageError(
+                f"@pytest.mark.{MARKER}: settings are a mapping of dotted paths, not {arg!r}"
+            )
         settings.update(arg)
     settings.update(_settings_of(keywords))
     return str(kind), settings

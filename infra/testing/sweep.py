@@ -18,11 +18,11 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from infra.backends.local_inventory import LABEL_STATE_DIR
 from infra.core.plan_specs import LABEL_NAME
 
 OWNER_LABEL = "redis-infra.test-owner"  # "<host>:<pid>:<start time>"
 STATE_PREFIX = "redis-infra-tc-"  # the private temporary folder of each deployment
+OWNER_FILE = "owner"  # in that folder: the owner label
 
 
 def _start_time(pid: int) -> str | None:
@@ -40,12 +40,29 @@ def owner_label(pid: int | None = None) -> str:
 
 
 def owner_gone(label: str) -> bool:
-    """True only for an owner on this host whose process no longer runs."""
+    """True only for an owner on this host whose process surely no longer runs."""
     host, _, rest = label.partition(":")
     pid_text, _, started = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False  # another machine's (a shared engine): not ours to judge
-    return _start_time(int(pid_text)) != started
+    pid = int(pid_text)
+    if started == "?":  # no /proc where it ran: only a missing process is surely gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return _start_time(pid) != started
+
+
+def private_home() -> Path:
+    """A private temporary folder for one deployment's secrets, marked with its owner so
+    a sweep can remove it even if the run died before making any container."""
+    home = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
+    (home / OWNER_FILE).write_text(owner_label())
+    return home
 
 
 def remove_deployment(client: docker.DockerClient, name: str) -> None:
@@ -66,7 +83,6 @@ def sweep(client: docker.DockerClient) -> list[str]:
     """Remove every test deployment whose owning process is gone; their names."""
     selector: dict[str, str | list[str] | bool] = {"label": OWNER_LABEL}
     owners: dict[str, str] = {}  # deployment name -> owner
-    state_dirs: set[str] = set()
     resources = [
         *client.containers.list(all=True, filters=selector),
         *client.networks.list(filters=selector),
@@ -78,12 +94,15 @@ def sweep(client: docker.DockerClient) -> list[str]:
         name, owner = labels.get(LABEL_NAME), labels.get(OWNER_LABEL)
         if name and owner and owner_gone(owner):
             owners[name] = owner
-            if labels.get(LABEL_STATE_DIR):
-                state_dirs.add(labels[LABEL_STATE_DIR])
     for name in sorted(owners):
         remove_deployment(client, name)
-    for state in state_dirs:  # the dead run's passwords and keys: nothing else
-        home = Path(state).parent
-        if home.parent == Path(tempfile.gettempdir()) and home.name.startswith(STATE_PREFIX):
+    for home in Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*"):
+        # The dead runs' passwords and keys, and nothing else: only folders that name
+        # a gone owner (and are ours to read).
+        try:
+            owner = (home / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        if owner_gone(owner):
             shutil.rmtree(home, ignore_errors=True)
     return sorted(owners)

@@ -14,7 +14,6 @@ from infra.operations.client import admin_probe, cluster_client, connect, no_ret
 from infra.operations.drills.report import DrillReport, WriteOutcome, write_outcome
 from infra.operations.drills.sentinel import SentinelDrill
 from infra.operations.drills.writer import WriteLog, WriteTarget
-from infra.operations.observe_cluster import cluster_state
 from infra.testing.deployment import RedisDeployment
 
 
@@ -71,20 +70,29 @@ class ClusterDeployment(RedisDeployment):
         """Cluster-aware, announced hostnames mapped to the published loopback ports."""
         return cluster_client(self.info, role=role, **options)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A slot of each master, as last seen: after a fault, which slot to watch.
+        self._a_slot_of: dict[str, int] = {}
+        self._watched = 0  # the slot wait_for_new_master follows
+
     def masters(self) -> list[str]:
-        return cluster_state(self.info).masters(self.info)
+        """The masters serving slots now (each one's slots remembered for
+        wait_for_new_master)."""
+        owners = self._slot_owners(avoid=None)
+        return sorted({owner for _, _, owner in owners})
 
     def master(self, key: str | None = None) -> str:
         """The master serving `key` now (default: the first master)."""
         if key is None:
             return self.masters()[0]
-        found = self._owner(key, avoid=None)
+        found = self._owner_of(key_slot(key.encode()), avoid=None)
         if found is None:
             raise DeploymentError(f"no node of {self.name} serves {key!r}")
         return found
 
-    def _owner(self, key: str, avoid: str | None) -> str | None:
-        slot = key_slot(key.encode())
+    def _slot_owners(self, avoid: str | None) -> list[tuple[int, int, str]]:
+        """(first slot, last slot, master) as the first reachable node but `avoid` says."""
         for node in self.info.data_nodes():
             if node.name == avoid:
                 continue
@@ -95,25 +103,33 @@ class ClusterDeployment(RedisDeployment):
                 continue
             finally:
                 admin.close()
-            for entry in ranges:
-                if int(entry[0]) <= slot <= int(entry[1]):
-                    return self.info.node_name(str(entry[2][0]))
+            owners = [
+                (int(entry[0]), int(entry[1]), self.info.node_name(str(entry[2][0])) or "?")
+                for entry in ranges
+            ]
+            for first, _, owner in owners:
+                self._a_slot_of[owner] = first
+            return owners
+        return []
+
+    def _owner_of(self, slot: int, avoid: str | None) -> str | None:
+        for first, last, owner in self._slot_owners(avoid):
+            if first <= slot <= last:
+                return owner
         return None
 
-    def wait_for_new_master(self, old: str, timeout_s: float = 30.0, key: str | None = None) -> str:
-        """Until another node serves the slots `old` served (or `key`'s slot)."""
-        self._watched = key or self._a_key_of(old)
+    def wait_for_new_master(self, old: str, timeout_s: float = 30.0) -> str:
+        """Until another node serves the slots `old` served. Call master() or masters()
+        before the fault: that is when `old`'s slots are seen."""
+        if old not in self._a_slot_of:
+            raise DeploymentError(
+                f"{old} was not seen serving slots: call master() or masters() before the fault"
+            )
+        self._watched = self._a_slot_of[old]
         return super().wait_for_new_master(old, timeout_s)
 
-    def _a_key_of(self, node: str) -> str:
-        for index in range(100_000):
-            key = f"k{index}"
-            if self._owner(key, avoid=None) == node:
-                return key
-        raise DeploymentError(f"{node} serves no slot")
-
     def _master_now(self, avoid: str) -> str | None:
-        return self._owner(self._watched, avoid=avoid)
+        return self._owner_of(self._watched, avoid=avoid)
 
 
 class _NodeTarget:

@@ -43,10 +43,13 @@ wait_agreement() {  # ADDRESS
     cli --cluster check "$1:$PORT" >&2; exit 1
   }
 }
-batch() {  # ADDRESS: the commands on stdin over one connection; fail unless each says OK
-  replies="$(cli -h "$1" -p "$PORT" | tr -d '\r')"
-  if [ -n "$(echo "$replies" | grep -vx OK || true)" ]; then
-    echo "$1 refused: $replies" >&2
+batch() {  # ADDRESS: the commands on stdin over one connection; fail unless every one
+  # answered OK (an unreachable node makes redis-cli print nothing and exit 0)
+  commands="$(cat)"
+  sent="$(printf '%s\n' "$commands" | grep -c .)"
+  replies="$(printf '%s\n' "$commands" | cli -h "$1" -p "$PORT" 2>&1 | tr -d '\r')"
+  if [ "$(printf '%s\n' "$replies" | grep -cx OK)" != "$sent" ]; then
+    echo "$1 did not accept all $sent commands: $replies" >&2
     return 1
   fi
 }

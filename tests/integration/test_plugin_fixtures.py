@@ -7,43 +7,60 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import docker
 import pytest
 
 from infra.backends.local_inventory import LABEL_STATE_DIR
+from infra.core.errors import DeploymentError
 from infra.core.plan_specs import LABEL_NAME
 from infra.testing import SingleDeployment
-from infra.testing.sweep import OWNER_LABEL
+from infra.testing.sweep import OWNER_LABEL, STATE_PREFIX
 
 APP_SUITE = """
 import pytest
 from infra.testing.plugin import redis_deployment_factory
 
 small_single = redis_deployment_factory("single", settings={"memory.maxmemory": "64mb"})
+WRITTEN = []
 
 
 def test_a_write(redis_single):
     redis_single.set("app:visits", 1)
     assert redis_single.get("app:visits") == b"1"
+    WRITTEN.append("app:visits")
 
 
 def test_the_next_test_starts_empty(redis_single):
-    assert redis_single.get("app:visits") is None  # the fixture flushed after the last
+    assert WRITTEN == ["app:visits"]  # the write above happened, on this deployment
+    assert redis_single.get("app:visits") is None  # the fixture flushed after that test
 
 
 @pytest.mark.redis_topology("single")
 def test_marker_gives_the_sessions_deployment(redis_client, redis_deployment,
                                               redis_single_deployment):
-    assert redis_deployment is redis_single_deployment
+    assert redis_deployment is redis_single_deployment and redis_deployment.kind == "single"
     assert redis_client.ping()
+
+
+@pytest.mark.redis_topology("single", memory__maxmemory="32mb")
+def test_marker_settings_give_a_deployment_of_its_own(redis_client, redis_deployment,
+                                                      redis_single_deployment):
+    assert redis_deployment.name != redis_single_deployment.name
+    assert redis_client.info("memory")["maxmemory"] == 32 * 1024 * 1024
 
 
 def test_a_factory_fixture_has_its_settings(small_single, redis_single_deployment):
     assert small_single.name != redis_single_deployment.name
     with small_single.client() as r:
         assert r.info("memory")["maxmemory"] == 64 * 1024 * 1024
+
+
+@pytest.mark.redis_topology()
+def test_a_marker_without_a_topology_is_refused(redis_deployment):
+    pass
 """
 
 KILLED_SUITE = """
@@ -65,6 +82,16 @@ def _labelled(engine: docker.DockerClient, label: str) -> list[str]:
     return [str(c.name) for c in engine.containers.list(all=True, filters={"label": label})]
 
 
+def _owned(engine: docker.DockerClient) -> set[str]:
+    """Every container, network and volume a test deployment made (owner-labelled)."""
+    selector: dict[str, str | list[str] | bool] = {"label": OWNER_LABEL}
+    return (
+        {f"container {c.name}" for c in engine.containers.list(all=True, filters=selector)}
+        | {f"network {n.name}" for n in engine.networks.list(filters=selector)}
+        | {f"volume {v.name}" for v in engine.volumes.list(filters=selector)}
+    )
+
+
 def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
     pytester: pytest.Pytester, engine: docker.DockerClient, redis_image: str
 ) -> None:
@@ -80,6 +107,10 @@ def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
     name = next(line.split()[1] for line in run.stdout.splitlines() if "DEPLOYMENT" in line)
     left = _labelled(engine, f"{LABEL_NAME}={name}")
     assert left, "the killed run should have left its containers"
+    killed_leftovers = {item for item in _owned(engine) if name in item}
+    assert any(item.startswith("network") for item in killed_leftovers)
+    assert any(item.startswith("volume") for item in killed_leftovers)
+    before = _owned(engine) - killed_leftovers  # this session's own, still running
     labels = engine.containers.get(left[0]).labels
     assert OWNER_LABEL in labels
     secrets_folder = Path(labels[LABEL_STATE_DIR])
@@ -87,11 +118,13 @@ def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
 
     pytester.makepyfile(test_app=APP_SUITE)
     result = pytester.runpytest_inprocess("-p", "redis_infra", "test_app.py")
-    assert _labelled(engine, f"{LABEL_NAME}={name}") == []  # swept as the run started
+    # Swept as the run started: containers, networks, volumes and the secrets folder.
+    assert {item for item in _owned(engine) if name in item} == set()
     assert not secrets_folder.exists()
-    result.assert_outcomes(passed=4)
-    # ... and the run removed its own deployments when it ended.
-    assert [c for c in _labelled(engine, OWNER_LABEL) if c.startswith("tc-sin")] == []
+    result.assert_outcomes(passed=5, errors=1)
+    result.stdout.fnmatch_lines(["*redis_topology needs a topology*"])
+    # ... and the run removed its own three deployments when it ended.
+    assert _owned(engine) == before
 
 
 def test_a_suite_attaches_to_a_deployment_through_its_connection_file(
@@ -104,6 +137,24 @@ def test_a_suite_attaches_to_a_deployment_through_its_connection_file(
             "-p", "redis_infra", f"--redis-infra-connection={existing.connection_file}"
         )
         result.assert_outcomes(passed=1)
-        # Attached, not owned: the suite's end left it running (its data flushed).
-        assert existing.client().ping()
+        # Attached, not owned: the suite's end left it running, its data flushed.
+        assert existing.container().status == "running"
+        assert existing.client().get("app:kept") is None
         assert Path(existing.connection_file).exists()
+
+
+def test_a_failed_start_leaves_nothing_and_says_why_with_the_log(
+    engine: docker.DockerClient, probe_image: str
+) -> None:
+    # An image without redis-server: the config job runs (it needs only a shell), the
+    # node cannot start. The context manager must raise naming the node and why, and
+    # leave neither a container, a network, a volume nor the secrets folder behind.
+    deployment = SingleDeployment(probe_image)
+    with pytest.raises(DeploymentError) as failed, deployment:
+        pytest.fail("a node without redis-server must not come up")
+    message = str(failed.value)
+    assert f"{deployment.name}-redis could not start" in message
+    assert '"redis-server": executable file not found' in message
+    assert {item for item in _owned(engine) if deployment.name in item} == set()
+    assert _labelled(engine, f"{LABEL_NAME}={deployment.name}") == []
+    assert list(Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*/{deployment.name}")) == []

@@ -184,6 +184,7 @@ def test_clean_restart_with_default_timeouts_neither_fails_over_nor_loses(
         report = SentinelDrill(result.info, engine).run("restart-master").to_json()
     finally:
         down(name, engine, keep_data=False)
+    assert report["old_master"] == f"{name}-data-0"  # a fresh group's first master
     assert report["converged"]
     assert report["failover"] is False and report["new_master"] == report["old_master"]
     assert report["writes"]["acknowledged_lost"] == 0

@@ -69,7 +69,10 @@ def test_a_master_thought_down_or_being_failed_over_is_not(tmp_path: Path) -> No
     # over: loading the function library before that settles would lose it.
     healthy = _replica("slave") + _replica("slave")
     for flags in ("s_down,master", "master,failover_in_progress", "s_down,o_down,master"):
-        assert _wait(tmp_path, 2, healthy, master_flags=flags).returncode != 0, flags
+        waited = _wait(tmp_path, 2, healthy, master_flags=flags)
+        assert waited.returncode != 0, flags
+        assert "to see 2 replicas and 2 sentinels" in waited.stderr
+    assert _wait(tmp_path, 2, healthy, master_flags="master").returncode == 0
 
 
 REPLICATION_CLI = """#!/bin/sh
@@ -141,7 +144,10 @@ def test_ready_waits_until_every_node_holds_the_function_library(tmp_path: Path)
 
 
 BATCH_CLI = """#!/bin/sh
-# ... -h ADDRESS ...: answers each command read from stdin as Redis would
+# ... -h ADDRESS ...: answers each command read from stdin as Redis would; a node that
+# cannot be reached makes redis-cli print to stderr only, and exit 0
+while [ "$1" != "-h" ]; do shift; done
+if [ "$2" = 10.0.0.99 ]; then echo "Could not connect to Redis at 10.0.0.99:6379" >&2; exit 0; fi
 while read -r command _; do
   if [ "$command" = BAD ]; then printf 'ERR unknown command\\r\\n'; else printf 'OK\\r\\n'; fi
 done
@@ -155,10 +161,10 @@ def test_a_batch_fails_on_any_reply_but_ok(tmp_path: Path) -> None:
     (bin_dir / "redis-cli").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
 
-    def run(commands: str) -> subprocess.CompletedProcess[str]:
+    def run(commands: str, address: str = "10.0.0.10") -> subprocess.CompletedProcess[str]:
         script = (
             f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n{_FUNCTIONS}\n"
-            f"printf '{commands}' | batch 10.0.0.10\n"
+            f"printf '{commands}' | batch {address}\n"
         )
         return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
                               timeout=30, env=env)  # fmt: skip
@@ -166,4 +172,8 @@ def test_a_batch_fails_on_any_reply_but_ok(tmp_path: Path) -> None:
     assert run("CLUSTER MEET a 6379\\nCLUSTER MEET b 6379\\n").returncode == 0
     refused = run("CLUSTER MEET a 6379\\nBAD x\\n")
     assert refused.returncode != 0
-    assert "10.0.0.10 refused:" in refused.stderr and "ERR unknown command" in refused.stderr
+    assert "10.0.0.10 did not accept all 2 commands" in refused.stderr
+    assert "ERR unknown command" in refused.stderr
+    unreachable = run("CLUSTER MEET a 6379\\n", "10.0.0.99")
+    assert unreachable.returncode != 0
+    assert "Could not connect" in unreachable.stderr

@@ -1,0 +1,87 @@
+"""The testcontainers backend's pieces that need no engine: the wait strategy's errors
+carry the container's log, a node is built with the plan's hardening, and the sweep
+judges only owners that are surely gone."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.backends.testcontainers_backend import ContainerLogWait, PlanNode
+from infra.core.certs import CertificateSet
+from infra.core.errors import DeploymentError
+from infra.core.model import Topology
+from infra.core.plan import build_plan
+from infra.testing.sweep import owner_gone, owner_label
+from tests.unit.conftest import TopologyFactory
+
+CertsFor = Callable[[Topology], CertificateSet]
+
+
+class FakeContainer:
+    """What the wait strategy sees of a container: its status, exit code and log."""
+
+    def __init__(self, status: str) -> None:
+        self.name, self.status = "t-redis", status
+        self.attrs = {"State": {"ExitCode": 1}}
+
+    def reload(self) -> None:
+        pass
+
+    def logs(self, tail: int = 40) -> bytes:
+        return b"FATAL CONFIG FILE ERROR (Redis 7.0.15)\n"
+
+    def get_wrapped_container(self) -> Any:
+        return self
+
+
+def test_a_stopped_node_fails_at_once_with_its_log() -> None:
+    wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=30)
+    with pytest.raises(DeploymentError, match="t-redis stopped before authenticated TLS PING"):
+        wait.wait_until_ready(FakeContainer("exited"))  # type: ignore[arg-type]
+    with pytest.raises(DeploymentError, match="FATAL CONFIG FILE ERROR"):
+        wait.wait_until_ready(FakeContainer("exited"))  # type: ignore[arg-type]
+
+
+def test_a_node_that_never_answers_times_out_with_its_log() -> None:
+    wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=0)
+    with pytest.raises(TimeoutError, match=r"(?s)no authenticated TLS PING within 0 s.*FATAL"):
+        wait.wait_until_ready(FakeContainer("running"))  # type: ignore[arg-type]
+
+
+def test_a_node_is_built_with_the_plans_hardening(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("single")
+    plan = build_plan(topology, certificates_for(topology))
+    spec = plan.containers[0]
+    node = PlanNode(
+        spec,
+        {"health_password": "x"},
+        16379,
+        {"owner": "me"},
+        ContainerLogWait("", lambda: True, 1),
+    )
+    kwargs = node._kwargs
+    assert kwargs["user"] == spec.user and kwargs["read_only"] is True
+    assert kwargs["cap_drop"] == ["ALL"] and "no-new-privileges:true" in kwargs["security_opt"]
+    assert kwargs["mem_limit"] == kwargs["memswap_limit"] == spec.memory_bytes
+    assert kwargs["pids_limit"] == spec.pids_limit and kwargs["labels"]["owner"] == "me"
+    published: dict[str, Any] = dict(
+        node.ports
+    )  # testcontainers types it int, Docker takes (ip, port)
+    assert published == {f"{spec.ports[0].container_port}/tcp": ("127.0.0.1", 16379)}
+    assert node.tmpfs == spec.tmpfs and node.image == spec.image
+
+
+def test_only_an_owner_surely_gone_is_swept() -> None:
+    host, me = socket.gethostname(), os.getpid()
+    assert not owner_gone(owner_label())  # this very process
+    assert owner_gone(f"{host}:{me}:1")  # same pid, another start time: a reused pid
+    assert not owner_gone(f"{host}:{me}:?")  # no start time known, but the pid runs
+    assert owner_gone(f"{host}:{2**22 + 1}:?")  # beyond pid_max: no such process
+    assert not owner_gone(f"another-host:{2**22 + 1}:1")  # another machine's: not ours
