@@ -25,6 +25,7 @@ from infra.core.errors import EngineError
 from infra.core.model import Topology
 from infra.core.topology import load_topology
 from infra.operations.deploy import down, up
+from infra.testing import RedisDeployment
 
 # Ryuk (testcontainers' reaper) is an image from a registry this machine cannot reach;
 # our fixtures remove what they create themselves.
@@ -116,3 +117,23 @@ def deploy(engine: docker.DockerClient, redis_image: str) -> Iterator[DeployFact
     yield make
     for name in names:
         down(name, engine, keep_data=False)
+
+
+@pytest.fixture
+def shared_sentinel(redis_sentinel_deployment: RedisDeployment) -> Deployment:
+    """The session's Sentinel group (the redis-infra plugin's, tests/conftest.py), for
+    tests that need a group but not one of their own: one bring-up serves the drills,
+    the load runs and the example application. Every test leaves it whole
+    (the drills converge it again); none may depend on which node is master."""
+    group = redis_sentinel_deployment
+    assert group.topology is not None
+    return Deployment(group.topology, group.info, group.connection_file, group.engine)
+
+
+@pytest.fixture
+def shared_cluster(redis_cluster_deployment: RedisDeployment) -> Deployment:
+    """The session's Cluster at the shipped settings (the plugin's default fixture), for
+    the attacks and the load run: one bring-up for both. Each test leaves it whole."""
+    cluster = redis_cluster_deployment
+    assert cluster.topology is not None
+    return Deployment(cluster.topology, cluster.info, cluster.connection_file, cluster.engine)

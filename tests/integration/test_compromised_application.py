@@ -56,12 +56,14 @@ def single(deploy: DeployFactory) -> Deployment:
 
 @pytest.fixture(scope="module")
 def sentinel(deploy: DeployFactory) -> Deployment:
+    # Its own group, at the shipped down-after (3000 ms): an attack that slows the
+    # master must not pass for a failover the session's fast group would make.
     return deploy("sentinel", "atk")
 
 
-@pytest.fixture(scope="module")
-def cluster(deploy: DeployFactory) -> Deployment:
-    return deploy("cluster", "atk")
+@pytest.fixture
+def cluster(shared_cluster: Deployment) -> Deployment:
+    return shared_cluster
 
 
 @pytest.fixture(params=KINDS)

@@ -7,13 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from infra.core.connection import read_connection_file
 from infra.load.bench import bench
 from infra.load.runner import LoadPlan, run_load
-from infra.operations.deploy import down
 from loadtests.slo import EXIT_INCONCLUSIVE, EXIT_MISSED, EXIT_PASSED
 from tests.integration.conftest import DeployFactory, Deployment
 
@@ -57,22 +55,15 @@ def test_a_capacity_run_counts_every_request_exactly(single: Deployment, tmp_pat
 
 @pytest.mark.parametrize("kind", ["single", "sentinel", "cluster"])
 def test_an_slo_run_at_a_modest_rate_passes(
-    request: pytest.FixtureRequest,
-    deploy: DeployFactory,
-    engine: docker.DockerClient,
-    kind: str,
-    tmp_path: Path,
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
 ) -> None:
-    deployment = (
-        request.getfixturevalue("single") if kind == "single" else deploy(kind, f"slo-{kind[:3]}")
-    )
-    try:
-        result = run_load(_plan(deployment, tmp_path, slo_file=CI_SLO, rate=400))
-    finally:
-        if kind != "single":  # fewer containers (and health checks) for the next runs
-            down(deployment.name, engine, keep_data=False)
+    # Deployments other tests use too: the module's single, the session's group and
+    # cluster (each left whole by the tests before; the run waits for it to settle).
+    fixture = {"single": "single", "sentinel": "shared_sentinel", "cluster": "shared_cluster"}
+    deployment: Deployment = request.getfixturevalue(fixture[kind])
+    result = run_load(_plan(deployment, tmp_path, slo_file=CI_SLO, rate=400))
     verdict = result.summary["verdict"]
-    assert result.notes == []  # the run waited for the new deployment to settle
+    assert result.notes == []  # the run waited for the deployment to settle
     assert result.exit_code == EXIT_PASSED, verdict
     assert verdict["status"] == "passed" and result.summary["mode"] == "slo"
     total = result.summary["total"]
@@ -138,8 +129,10 @@ def test_bench_sets_the_harness_next_to_redis_benchmark(single: Deployment, tmp_
     assert result.ratios["get_service_p50_vs_official_at_rate"] > 0
 
 
-def test_latency_timeline_around_a_sentinel_failover(deploy: DeployFactory, tmp_path: Path) -> None:
-    deployment = deploy("sentinel", "load-fo", sentinel={"down_after_ms": 1000})
+def test_latency_timeline_around_a_sentinel_failover(
+    shared_sentinel: Deployment, tmp_path: Path
+) -> None:
+    deployment = shared_sentinel  # fails over at down-after 1000 ms
     result = run_load(
         _plan(deployment, tmp_path, duration_s=26, drill="kill-master", drill_after_s=5, rate=500),
         deployment.engine,
