@@ -128,12 +128,3 @@ def shared_sentinel(redis_sentinel_deployment: RedisDeployment) -> Deployment:
     group = redis_sentinel_deployment
     assert group.topology is not None
     return Deployment(group.topology, group.info, group.connection_file, group.engine)
-
-
-@pytest.fixture
-def shared_cluster(redis_cluster_deployment: RedisDeployment) -> Deployment:
-    """The session's Cluster at the shipped settings (the plugin's default fixture), for
-    the attacks and the load run: one bring-up for both. Each test leaves it whole."""
-    cluster = redis_cluster_deployment
-    assert cluster.topology is not None
-    return Deployment(cluster.topology, cluster.info, cluster.connection_file, cluster.engine)

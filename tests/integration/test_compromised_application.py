@@ -61,9 +61,9 @@ def sentinel(deploy: DeployFactory) -> Deployment:
     return deploy("sentinel", "atk")
 
 
-@pytest.fixture
-def cluster(shared_cluster: Deployment) -> Deployment:
-    return shared_cluster
+@pytest.fixture(scope="module")
+def cluster(deploy: DeployFactory) -> Deployment:
+    return deploy("cluster", "atk")
 
 
 @pytest.fixture(params=KINDS)
