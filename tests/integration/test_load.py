@@ -151,7 +151,7 @@ def test_latency_timeline_around_a_sentinel_failover(
 ) -> None:
     deployment = shared_sentinel  # fails over at down-after 1000 ms
     result = run_load(
-        _plan(deployment, tmp_path, duration_s=18, drill="kill-master", drill_after_s=5, rate=500),
+        _plan(deployment, tmp_path, duration_s=26, drill="kill-master", drill_after_s=5, rate=500),
         deployment.engine,
     )
     assert result.drill is not None and result.drill["failover"] is True
