@@ -73,6 +73,42 @@ def upload_archive(files: Mapping[str, tuple[str, int]]) -> bytes:
     return buffer.getvalue()
 
 
+def network_options(spec: NetworkSpec) -> dict[str, Any]:
+    """The docker SDK's `networks.create` arguments for a planned network (but its name)."""
+    ipam = None
+    if spec.addressing is not None:
+        pool = IPAMPool(
+            subnet=spec.addressing.subnet,
+            iprange=spec.addressing.dynamic_range,
+            gateway=spec.addressing.gateway,
+        )
+        ipam = IPAMConfig(pool_configs=[pool])
+    return {
+        "driver": "bridge",
+        "internal": spec.internal,
+        "labels": spec.labels,
+        "options": spec.options or None,
+        "ipam": ipam,
+        "check_duplicate": True,
+    }
+
+
+def volume_mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
+    return [Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts]
+
+
+def health_check(spec: ContainerSpec, secrets: Mapping[str, str]) -> Healthcheck:
+    """The plan's health check, its secret placeholders resolved."""
+    health = spec.healthcheck
+    return Healthcheck(
+        test=[resolve(part, secrets) for part in health.test],
+        interval=health.interval_s * NANOSECONDS,
+        timeout=health.timeout_s * NANOSECONDS,
+        retries=health.retries,
+        start_period=health.start_period_s * NANOSECONDS,
+    )
+
+
 class LocalBackend:
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
@@ -139,23 +175,7 @@ class LocalBackend:
             created.containers.extend(spec.name for spec in todo if spec.name in made)
 
     def _create_network(self, spec: NetworkSpec) -> None:
-        ipam = None
-        if spec.addressing is not None:
-            pool = IPAMPool(
-                subnet=spec.addressing.subnet,
-                iprange=spec.addressing.dynamic_range,
-                gateway=spec.addressing.gateway,
-            )
-            ipam = IPAMConfig(pool_configs=[pool])
-        self.client.networks.create(
-            spec.name,
-            driver="bridge",
-            internal=spec.internal,
-            labels=spec.labels,
-            options=spec.options or None,
-            ipam=ipam,
-            check_duplicate=True,
-        )
+        self.client.networks.create(spec.name, **network_options(spec))
 
     def _create_volume(self, spec: VolumeSpec, extra_labels: Mapping[str, str]) -> None:
         self.client.volumes.create(
@@ -170,22 +190,12 @@ class LocalBackend:
         extra_labels: Mapping[str, str],
         made: list[str],
     ) -> None:
-        health = spec.healthcheck
-        healthcheck = Healthcheck(
-            test=[resolve(part, secrets) for part in health.test],
-            interval=health.interval_s * NANOSECONDS,
-            timeout=health.timeout_s * NANOSECONDS,
-            retries=health.retries,
-            start_period=health.start_period_s * NANOSECONDS,
-        )
         port_bindings: dict[int | str, Any] = {
             f"{port.container_port}/tcp": (port.host_ip, host_ports[spec.name])
             for port in spec.ports
         }
         host_config = self.api.create_host_config(
-            mounts=[
-                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts
-            ],
+            mounts=volume_mounts(spec),
             port_bindings=port_bindings or None,
             read_only=spec.read_only,
             tmpfs=dict(spec.tmpfs),
@@ -218,7 +228,7 @@ class LocalBackend:
             ports=[port.container_port for port in spec.ports] or None,
             host_config=host_config,
             networking_config=networking,
-            healthcheck=healthcheck,
+            healthcheck=health_check(spec, secrets),
             stop_timeout=spec.stop_grace_s,
         )
         made.append(spec.name)  # before anything else can fail: rollback must see it
@@ -235,9 +245,7 @@ class LocalBackend:
         started = time.monotonic()
         self.remove_container(job.name)  # a leftover from an interrupted run
         host_config = self.api.create_host_config(
-            mounts=[
-                Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in job.mounts
-            ],
+            mounts=volume_mounts(job),
             cap_drop=list(job.cap_drop),
             cap_add=list(job.cap_add) or None,
             security_opt=list(job.security_opt),

@@ -28,14 +28,22 @@ from typing import Any
 import docker
 import docker.errors
 from docker.constants import DEFAULT_DOCKER_API_VERSION
-from docker.types import EndpointConfig, Healthcheck, IPAMConfig, IPAMPool, Mount
+from docker.types import EndpointConfig
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.docker_client import DockerClient as TestcontainersClient
 from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
-from infra.backends.local import NANOSECONDS, PARALLEL_DOCKER_CALLS, JobResult, upload_archive
+from infra.backends.local import (
+    NANOSECONDS,
+    PARALLEL_DOCKER_CALLS,
+    JobResult,
+    health_check,
+    network_options,
+    upload_archive,
+    volume_mounts,
+)
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
     LABEL_VOLUME,
@@ -52,30 +60,10 @@ LOG_TAIL = 40  # lines of a node's log in a wait error
 
 
 def network_object(spec: NetworkSpec, labels: Mapping[str, str]) -> Network:
-    ipam = None
-    if spec.addressing is not None:
-        pool = IPAMPool(
-            subnet=spec.addressing.subnet,
-            iprange=spec.addressing.dynamic_range,
-            gateway=spec.addressing.gateway,
-        )
-        ipam = IPAMConfig(pool_configs=[pool])
-    network = Network(
-        docker_network_kw={
-            "driver": "bridge",
-            "internal": spec.internal,
-            "labels": {**spec.labels, **labels},
-            "options": spec.options or None,
-            "ipam": ipam,
-            "check_duplicate": True,
-        }
-    )
+    options = network_options(spec)
+    network = Network(docker_network_kw={**options, "labels": {**spec.labels, **labels}})
     network.name = spec.name  # the plan names it (peers and `down` find it by that)
     return network
-
-
-def _mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
-    return [Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts]
 
 
 class _PrepareThenStart(TestcontainersClient):
@@ -114,13 +102,12 @@ class PlanNode(DockerContainer):
         super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
         self.image = spec.image  # the plan's, never behind a hub prefix from the environment
         self._docker = _PrepareThenStart(attachments=spec.networks[1:])
-        health = spec.healthcheck
         first = spec.networks[0]
         self.with_command(list(spec.command)).with_kwargs(
             hostname=spec.node.name,
             user=spec.user,
             labels={**spec.labels, **labels},
-            mounts=_mounts(spec),
+            mounts=volume_mounts(spec),
             read_only=spec.read_only,
             cap_drop=list(spec.cap_drop),
             cap_add=list(spec.cap_add) or None,
@@ -130,13 +117,7 @@ class PlanNode(DockerContainer):
             pids_limit=spec.pids_limit,
             nano_cpus=int(spec.cpus * NANOSECONDS) if spec.cpus else None,
             restart_policy={"Name": spec.restart},
-            healthcheck=Healthcheck(
-                test=[resolve(part, secrets) for part in health.test],
-                interval=health.interval_s * NANOSECONDS,
-                timeout=health.timeout_s * NANOSECONDS,
-                retries=health.retries,
-                start_period=health.start_period_s * NANOSECONDS,
-            ),
+            healthcheck=health_check(spec, secrets),
             network=first.network,
             networking_config={
                 first.network: EndpointConfig(
@@ -163,7 +144,7 @@ def job_container(
         .with_kwargs(
             user=job.user,
             labels={**job.labels, **labels},
-            mounts=_mounts(job),
+            mounts=volume_mounts(job),
             cap_drop=list(job.cap_drop),
             cap_add=list(job.cap_add) or None,
             security_opt=list(job.security_opt),

@@ -182,10 +182,6 @@ class RedisDeployment:
             deployment._docker = docker_client()
         return deployment
 
-    @property
-    def attached(self) -> bool:
-        return self._info is not None and self._home is None
-
     def _create(self, prepared: Prepared, backend: TestcontainersBackend) -> None:
         """Nodes side by side, each waited for, the bootstrap jobs beside them; then the
         topology's own readiness (what `redis-infra up` waits for)."""

@@ -175,11 +175,8 @@ def redis_deployment(request: pytest.FixtureRequest) -> Iterator[RedisDeployment
 
 
 @pytest.fixture
-def redis_client(
-    request: pytest.FixtureRequest, redis_deployment: RedisDeployment
-) -> Iterator[RedisClient]:
+def redis_client(redis_deployment: RedisDeployment) -> Iterator[RedisClient]:
     """A client of `redis_deployment`, every key deleted after the test."""
-    del request
     yield from _client_of(redis_deployment, "app")
 
 
