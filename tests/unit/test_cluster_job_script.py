@@ -24,6 +24,24 @@ esac
 """
 
 
+def _run(
+    tmp_path: Path, fake_cli: str, calls: str, *, seconds: int = 1, preamble: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`calls` after the job's functions, under busybox sh, with `fake_cli` as redis-cli
+    (it reads its state from files in tmp_path, $STATE)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "redis-cli").write_text(fake_cli)
+    (bin_dir / "redis-cli").chmod(0o755)
+    script = (
+        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS={seconds}\n{preamble}"
+        f"{_FUNCTIONS}\n{calls}\n"
+    )
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
+    return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                          timeout=30, env=env)  # fmt: skip
+
+
 def _replica(flags: str) -> str:
     return f"name\n10.0.0.11:6379\nflags\n{flags}\nmaster-link-status\nok\n"
 
@@ -31,20 +49,12 @@ def _replica(flags: str) -> str:
 def _wait(
     tmp_path: Path, others: int, replicas: str, seconds: int = 1, master_flags: str = "master"
 ) -> subprocess.CompletedProcess[str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "redis-cli").write_text(FAKE_CLI)
-    (bin_dir / "redis-cli").chmod(0o755)
     (tmp_path / "others").write_text(str(others))
     (tmp_path / "master_flags").write_text(master_flags)
     (tmp_path / "replicas").write_text(replicas)
-    script = (
-        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS={seconds}\n{_FUNCTIONS}\n"
-        "wait_converged 26379 mymaster 2 2 10.0.0.13 10.0.0.14\n"
+    return _run(
+        tmp_path, FAKE_CLI, "wait_converged 26379 mymaster 2 2 10.0.0.13 10.0.0.14", seconds=seconds
     )
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
-    return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
-                          timeout=30, env=env)  # fmt: skip
 
 
 def test_a_converged_group_is_ready(tmp_path: Path) -> None:
@@ -87,21 +97,10 @@ esac
 
 
 def test_replicas_are_found_by_their_role_now_and_must_be_linked(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "redis-cli").write_text(REPLICATION_CLI)
-    (bin_dir / "redis-cli").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
-
     def wait(links: dict[str, str]) -> subprocess.CompletedProcess[str]:
         for address, link in links.items():
             (tmp_path / f"link-{address}").write_text(link)
-        script = (
-            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n{_FUNCTIONS}\n"
-            "wait_replicas_linked 10.0.0.10 10.0.0.11 10.0.0.12\n"
-        )
-        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
-                              timeout=30, env=env)  # fmt: skip
+        return _run(tmp_path, REPLICATION_CLI, "wait_replicas_linked 10.0.0.10 10.0.0.11 10.0.0.12")
 
     assert wait({"10.0.0.11": "up", "10.0.0.12": "up"}).returncode == 0
     syncing = wait({"10.0.0.11": "up", "10.0.0.12": "down"})
@@ -117,23 +116,12 @@ if [ -f "$STATE/has-$2" ]; then printf 'library_name\\r\\nratelimit\\r\\nengine\
 
 
 def test_ready_waits_until_every_node_holds_the_function_library(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "redis-cli").write_text(LIBRARY_CLI)
-    (bin_dir / "redis-cli").chmod(0o755)
-    (tmp_path / "functions.lua").write_text(
-        "#!lua name=ratelimit\nredis.register_function('f', function() end)\n"
-    )
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path)}
-    script = (
-        f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n"
-        f"FUNCTIONS={tmp_path / 'functions.lua'}\n{_FUNCTIONS}\n"
-        "wait_library 10.0.0.10 10.0.0.11\n"
-    )
+    library = tmp_path / "functions.lua"
+    library.write_text("#!lua name=ratelimit\nredis.register_function('f', function() end)\n")
 
     def wait() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
-                              timeout=30, env=env)  # fmt: skip
+        calls = "wait_library 10.0.0.10 10.0.0.11"
+        return _run(tmp_path, LIBRARY_CLI, calls, preamble=f"FUNCTIONS={library}\n")
 
     (tmp_path / "has-10.0.0.10").touch()
     replica_behind = wait()
@@ -155,19 +143,8 @@ done
 
 
 def test_a_batch_fails_on_any_reply_but_ok(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "redis-cli").write_text(BATCH_CLI)
-    (bin_dir / "redis-cli").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-
     def run(commands: str, address: str = "10.0.0.10") -> subprocess.CompletedProcess[str]:
-        script = (
-            f"set -eu\nTLS=''\nADMIN_USER=admin\nPORT=6379\nWAIT_SECONDS=1\n{_FUNCTIONS}\n"
-            f"printf '{commands}' | batch {address}\n"
-        )
-        return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
-                              timeout=30, env=env)  # fmt: skip
+        return _run(tmp_path, BATCH_CLI, f"printf '{commands}' | batch {address}")
 
     assert run("CLUSTER MEET a 6379\\nCLUSTER MEET b 6379\\n").returncode == 0
     refused = run("CLUSTER MEET a 6379\\nBAD x\\n")
