@@ -139,33 +139,50 @@ class LocalBackend:
         existing: Inventory,
     ) -> None:
         """Create networks, volumes and containers and start them; record what was made."""
-        for network in plan.networks:
-            if network.name not in existing.networks:
-                self._create_network(network)
-                created.networks.append(network.name)
+        self.create_stopped(plan, secrets, host_ports, extra_labels, created, existing)
+        self.start(plan)
+
+    def create_stopped(
+        self,
+        plan: Plan,
+        secrets: Mapping[str, str],
+        host_ports: Mapping[str, int],
+        extra_labels: Mapping[str, str],
+        created: Created,
+        existing: Inventory,
+    ) -> None:
+        """Volumes, then the config job beside the networks and the node containers
+        (created, not started: they need the job's files); record what was made."""
         for volume in plan.volumes:
             if volume.name not in existing.volumes:
                 self._create_volume(volume, extra_labels)
                 created.volumes.append(volume.name)
-        result = self.run_job(plan.config_job, secrets)
-        if result.exit_code != 0:
-            raise DeploymentError(
-                f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
-            )
-        # Docker creates and starts containers concurrently: one after another cost
-        # ~0.3 s each, most of a Cluster's bring-up before Redis even runs.
+        # Docker creates containers concurrently: one after another cost ~0.3 s each,
+        # most of a Cluster's bring-up before Redis even runs. The config job runs on
+        # no network, so it need not wait for the networks either.
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
         made: list[str] = []  # appended by the workers the moment Docker made each one
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
         try:
+            config = pool.submit(self.run_job, plan.config_job, secrets)
+            networks = [
+                pool.submit(self._create_network, network, created)
+                for network in plan.networks
+                if network.name not in existing.networks
+            ]
+            for future in networks:
+                future.result()
             creating = [
                 pool.submit(self._create_container, spec, secrets, host_ports, extra_labels, made)
                 for spec in todo
             ]
             for future in creating:
                 future.result()
-            for future in [pool.submit(self.api.start, spec.name) for spec in plan.containers]:
-                future.result()
+            result = config.result()
+            if result.exit_code != 0:
+                raise DeploymentError(
+                    f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
+                )
         except BaseException:  # a failure or Ctrl-C: queue nothing more
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -173,9 +190,19 @@ class LocalBackend:
             pool.shutdown(wait=True)
             # In plan order, so a failed run removes exactly what it created.
             created.containers.extend(spec.name for spec in todo if spec.name in made)
+            created.networks.sort(key=[n.name for n in plan.networks].index)
 
-    def _create_network(self, spec: NetworkSpec) -> None:
+    def start(self, plan: Plan) -> None:
+        """Start every node container of the plan, wave after wave (Plan.start_waves),
+        each wave side by side."""
+        with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+            for wave in plan.start_waves:
+                for future in [pool.submit(self.api.start, spec.name) for spec in wave]:
+                    future.result()
+
+    def _create_network(self, spec: NetworkSpec, created: Created) -> None:
         self.client.networks.create(spec.name, **network_options(spec))
+        created.networks.append(spec.name)
 
     def _create_volume(self, spec: VolumeSpec, extra_labels: Mapping[str, str]) -> None:
         self.client.volumes.create(

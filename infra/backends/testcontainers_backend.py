@@ -246,18 +246,34 @@ class TestcontainersBackend:
         needs, so its own container start overlaps theirs. On any failure the caller
         calls stop(), which removes what this made."""
         with _ryuk_off():
-            for network in plan.networks:
-                self.networks.append(network_object(network, self.labels).create())
             for volume in plan.volumes:
                 self._create_volume(volume)
-            self.run_job(plan.config_job, secrets)
+            # The config job runs on no network: the networks are made meanwhile.
+            with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+                config = pool.submit(self.run_job, plan.config_job, secrets)
+                made = [
+                    pool.submit(network_object(network, self.labels).create)
+                    for network in plan.networks
+                ]
+                for network in made:
+                    with contextlib.suppress(Exception):  # raised again below, in order
+                        self.networks.append(network.result())
+                for network in made:
+                    network.result()
+                config.result()
             for spec in plan.containers:
                 self.nodes[spec.name] = PlanNode(
                     spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
                 )
-            self._start_side_by_side(plan.bootstrap_jobs, secrets)
+            waves = [[self.nodes[spec.name] for spec in wave] for wave in plan.start_waves]
+            self._start_side_by_side(waves, plan.bootstrap_jobs, secrets)
 
-    def _start_side_by_side(self, jobs: tuple[JobSpec, ...], secrets: Mapping[str, str]) -> None:
+    def _start_side_by_side(
+        self,
+        waves: list[list[DockerContainer]],
+        jobs: tuple[JobSpec, ...],
+        secrets: Mapping[str, str],
+    ) -> None:
         names = [*self.nodes, *(job.name for job in jobs)]
         cancelled = threading.Event()
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS + 1)
@@ -265,9 +281,12 @@ class TestcontainersBackend:
         self.nodes_started_at = time.monotonic()
         try:
             futures.append(pool.submit(self._run_jobs, jobs, secrets, cancelled))
-            futures += [pool.submit(_start, node) for node in self.nodes.values()]
-            for future in reversed(futures):  # the nodes first, then the jobs
-                future.result()
+            for wave in waves:  # each wave's nodes answer before the next starts
+                started = [pool.submit(_start, node) for node in wave]
+                futures += started
+                for future in started:
+                    future.result()
+            futures[0].result()  # the jobs
         except BaseException:
             # A node that failed (or Ctrl-C) leaves the others and the jobs waiting:
             # nothing new starts, and removing the containers ends every wait at once.

@@ -43,6 +43,21 @@ def _join_replicas(shards: list[Shard]) -> list[str]:
     return lines
 
 
+def _introduce_everyone(everyone: list[tuple[str, str]]) -> list[str]:
+    """Once every handshake is done, each node MEETs every other again. A handshake
+    leaves the node that was met not knowing the other's slots and role until that one
+    next pings it, which can take cluster-node-timeout / 2 (2.5 s at the shipped 5000
+    ms); a MEET from a known node carries them at once (its PONG ends the extra
+    handshake it opens). Nothing changes on a cluster that already agrees."""
+    count = len(everyone)
+    lines = [f"wait_settled {address} {count}" for _, address in everyone]
+    lines += [
+        f"meet_all {address} {' '.join(other for _, other in everyone if other != address)}"
+        for _, address in everyone
+    ]
+    return lines
+
+
 @dataclass(frozen=True)
 class Shard:
     master: tuple[str, str]  # (name, address)
@@ -160,6 +175,7 @@ def create_script(
     # Replicas meet their own master and follow it at once: CLUSTER REPLICATE needs the
     # master known to the replica, not the slot map agreed (one wait for that, below).
     lines += _join_replicas(shards)
+    lines += _introduce_everyone(everyone)
     lines.append(f"wait_agreement {first}")
     # Masters without slots (a scale-out, or one an interrupted run left empty) get
     # their share. Moving a slot needs every master to know the new one (SETSLOT NODE

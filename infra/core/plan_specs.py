@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from infra.core.layout import FIRST_NODE_HOST, Node, fixed_address_capacity
+from infra.core.layout import FIRST_NODE_HOST, Node, Role, fixed_address_capacity
 from infra.core.model import Kind, Topology
 from infra.core.render import (
     CONF_DIR,
@@ -288,6 +288,19 @@ class Plan:
 
     def container(self, name: str) -> ContainerSpec:
         return next(spec for spec in self.containers if spec.name == name)
+
+    @property
+    def start_waves(self) -> tuple[tuple[ContainerSpec, ...], ...]:
+        """The nodes in the order a backend starts them, each wave side by side.
+
+        A Cluster master refuses to report `cluster_state:ok` for its first 2 s (Redis's
+        writable delay, counted from its own start), and the cluster is ready only once
+        every master is past it: masters start first, so their 2 s run while the
+        replicas start, instead of after Docker has started all six (~1.3 s here)."""
+        if self.kind is not Kind.CLUSTER:
+            return (self.containers,)
+        masters = tuple(s for s in self.containers if s.node.role is Role.MASTER)
+        return masters, tuple(s for s in self.containers if s.node.role is not Role.MASTER)
 
 
 def _digest(data: object) -> str:

@@ -6,6 +6,7 @@ Pure: no I/O beyond reading the templates, and secrets appear only as placeholde
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -164,6 +165,12 @@ def channel_acl_patterns(access: Access) -> list[str]:
     return patterns
 
 
+def sentinel_id(topology: Topology, node: Node) -> str:
+    """A sentinel's run id (40 hex digits), fixed by deployment and node, so each
+    sentinel's config can name its peers before any of them has started."""
+    return hashlib.sha1(f"redis-infra {topology.name} {node.name}".encode()).hexdigest()  # noqa: S324 - an id, not a secret
+
+
 def _password_hash(role: str) -> str:
     # ACL files store "#<sha256>" so the clear password never sits on the node.
     return "#" + password_ref(role).sha256_placeholder
@@ -217,6 +224,12 @@ def render_node(
     context["master"] = master
     if node.role is Role.SENTINEL:
         context["seed_replicas"] = [n for n in nodes(topology) if n.role is Role.REPLICA]
+        context["sentinel_id"] = sentinel_id(topology, node)
+        context["seed_sentinels"] = [
+            (peer, sentinel_id(topology, peer))
+            for peer in nodes(topology)
+            if peer.role is Role.SENTINEL and peer.name != node.name
+        ]
         sentinel_conf = _render("sentinel.conf.j2", **context)
         return [
             RenderedFile("sentinel.conf", sentinel_conf, SECRET_MODE, Install.KEEP_SENTINEL_STATE),

@@ -157,11 +157,12 @@ def up(
     created = Created()
     extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
     try:
-        backend.create(
+        backend.create_stopped(
             prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
         )
-        containers_started = time.monotonic()
-        _wait_ready(backend, prepared, ready_timeout_s)
+        containers_started = _wait_ready(
+            backend, prepared, ready_timeout_s, start=lambda: backend.start(prepared.plan)
+        )
         seconds_to_ready = time.monotonic() - containers_started
     except BaseException:
         backend.rollback(created)
@@ -189,9 +190,15 @@ def write_connection_files(prepared: Prepared, copy: Path | None) -> Path:
 
 
 def _wait_ready(
-    backend: LocalBackend, prepared: Prepared, timeout_s: float, *, fresh: bool = True
-) -> None:
-    """Every node answers, the bootstrap jobs (cluster create) ran, the topology is whole."""
+    backend: LocalBackend,
+    prepared: Prepared,
+    timeout_s: float,
+    *,
+    fresh: bool = True,
+    start: Callable[[], None] | None = None,
+) -> float:
+    """`start` the nodes, if asked, then wait until every node answers, the bootstrap
+    jobs (cluster create) ran and the topology is whole; when the nodes had started."""
     deadline = time.monotonic() + timeout_s
     names = [spec.name for spec in prepared.plan.containers]
     info = prepared.info
@@ -206,6 +213,9 @@ def _wait_ready(
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(_run_jobs, backend, jobs, prepared.secrets, cancelled)
         try:
+            if start is not None:
+                start()
+            started = time.monotonic()
             if published:
                 wait_for_ping(info, timeout_s, alive=alive)
             else:  # nothing published: Docker's health check (an authenticated TLS PING) decides
@@ -216,6 +226,7 @@ def _wait_ready(
             raise
     if published:
         wait_topology_ready(info, max(deadline - time.monotonic(), 10.0), alive)
+    return started
 
 
 def _run_jobs(

@@ -5,9 +5,10 @@ first process spawned to ready.
 Ready means what it means for `redis-infra up` (plan_specs.READY_MEANS): single, an
 authenticated TLS PING; Sentinel, every sentinel sees the master, every replica
 healthy and every other sentinel; Cluster, every node `cluster_state:ok`, knowing
-every other, every replica linked. Debian's redis-tools ships the server as
-`redis-check-rdb` (the binary takes its role from its name), so a `redis-server` link
-to it in a temporary folder runs it; nothing is installed.
+every other and seeing each master's replica, every replica linked. Debian's
+redis-tools ships the server as `redis-check-rdb` (the binary takes its role from its
+name), so a `redis-server` link to it in a temporary folder runs it; nothing is
+installed.
 """
 
 from __future__ import annotations
@@ -213,6 +214,15 @@ def _sentinel(
     return NativeBringUp("sentinel", 6, time.monotonic() - began, 0.0)
 
 
+def _sees_every_replica(cluster_nodes: str, masters: int) -> bool:
+    """As `redis-infra up` checks (observe_cluster.cluster_problems): this node sees
+    `masters` masters serving slots, each with one healthy replica."""
+    rows = [line.split() for line in cluster_nodes.splitlines() if line.strip()]
+    serving = [row[0] for row in rows if "master" in row[2] and len(row) > 8]
+    replicas = [row[3] for row in rows if "slave" in row[2] and "fail" not in row[2]]
+    return len(serving) == masters and all(replicas.count(m) == 1 for m in serving)
+
+
 def _cluster(
     tls: _Tls, spawn: Callable[..., None], masters: int, node_timeout_ms: int
 ) -> NativeBringUp:
@@ -243,6 +253,9 @@ def _cluster(
                 return False
             replication = client.info("replication")
             if replication["role"] == "slave" and replication.get("master_link_status") != "up":
+                return False
+            nodes = client.execute_command("CLUSTER", "NODES").decode()
+            if not _sees_every_replica(nodes, masters):
                 return False
         return True
 

@@ -63,6 +63,13 @@ meet_all() {  # ADDRESS PEER...: the node meets every peer at once (one connecti
   shift
   for peer in "$@"; do printf 'CLUSTER MEET %s %s\n' "$peer" "$PORT"; done | batch "$address"
 }
+settled() {  # ADDRESS COUNT: knows COUNT nodes by name, no handshake still under way
+  nodes="$(cli -h "$1" -p "$PORT" cluster nodes | tr -d '\r')"
+  [ "$(printf '%s\n' "$nodes" | grep -c .)" = "$2" ] && ! printf '%s\n' "$nodes" | grep -q handshake
+}
+wait_settled() {  # ADDRESS COUNT
+  wait_until "$1 to finish its handshakes with $2 nodes" settled "$1" "$2"
+}
 meet() {  # NEW_ADDRESS MEMBER_ADDRESS: the new node joins the member's cluster
   if alone "$1"; then cli -h "$1" -p "$PORT" cluster meet "$2" "$PORT" >/dev/null; fi
 }
@@ -133,14 +140,28 @@ converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS MASTER_I
   healthy="$(cli -h "$1" -p "$2" sentinel replicas "$3" | tr -d '\r' | grep -A1 -x flags | grep -cx slave || true)"
   [ "$others" = "$5" ] && [ "$healthy" = "$4" ]
 }
+master_of() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE: the master's address, as named
+  cli -h "$1" -p "$2" sentinel get-master-addr-by-name "$3" 2>/dev/null | head -n 1 | tr -d '\r'
+}
+names_master() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE
+  [ -n "$(master_of "$1" "$2" "$3")" ]
+}
 wait_converged() {  # SENTINEL_PORT SERVICE REPLICAS OTHERS SENTINEL_ADDRESS...
   sentinel_port="$1" service="$2" replicas="$3" others="$4"
   shift 4
   # The master as the first sentinel names it; every sentinel must name the same one.
-  master_ip="$(cli -h "$1" -p "$sentinel_port" sentinel get-master-addr-by-name "$service" | head -n 1 | tr -d '\r')"
+  # The job may start before the sentinels answer: ask until one names a master.
+  wait_until "sentinel $1 to name the master of $service" \
+    names_master "$1" "$sentinel_port" "$service"
+  master_ip="$(master_of "$1" "$sentinel_port" "$service")"
   for address in "$@"; do
     wait_until "sentinel $address to see $replicas replicas and $others sentinels" \
-      converged "$address" "$sentinel_port" "$service" "$replicas" "$others" "$master_ip"
+      converged "$address" "$sentinel_port" "$service" "$replicas" "$others" "$master_ip" || {
+      echo "the first sentinel named master $master_ip; sentinel $address sees:" >&2
+      cli -h "$address" -p "$sentinel_port" sentinel master "$service" | tr '\r\n' '  ' >&2
+      cli -h "$address" -p "$sentinel_port" sentinel replicas "$service" | tr '\r\n' '  ' >&2
+      return 1
+    }
   done
   echo "sentinel group converged"
 }

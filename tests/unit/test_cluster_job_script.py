@@ -14,7 +14,13 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 # `redis-cli sentinel master|replicas` prints one element per line, nested ones flattened.
 FAKE_CLI = """#!/bin/sh
 case "$*" in
-  *"sentinel get-master-addr-by-name mymaster"*) printf '10.0.0.10\\n6379\\n' ;;
+  *"sentinel get-master-addr-by-name mymaster"*)
+    # A sentinel still starting refuses the first STARTING asks (redis-cli: error, exit 0).
+    asked=$(( $(cat "$STATE/asked" 2>/dev/null || echo 0) + 1 )); echo "$asked" > "$STATE/asked"
+    if [ "$asked" -le "$(cat "$STATE/starting" 2>/dev/null || echo 0)" ]; then
+      echo "Could not connect to Redis: Connection refused" >&2; exit 0
+    fi
+    printf '10.0.0.10\\n6379\\n' ;;
   *"sentinel master mymaster"*)
     printf 'name\\nmymaster\\nip\\n10.0.0.10\\nflags\\n%s\\n' "$(cat "$STATE/master_flags")"
     printf 'num-other-sentinels\\n%s\\n' "$(cat "$STATE/others")" ;;
@@ -154,3 +160,37 @@ def test_a_batch_fails_on_any_reply_but_ok(tmp_path: Path) -> None:
     unreachable = run("CLUSTER MEET a 6379\\n", "10.0.0.99")
     assert unreachable.returncode != 0
     assert "Could not connect" in unreachable.stderr
+
+
+NODES_CLI = """#!/bin/sh
+cat "$STATE/nodes"
+"""
+
+
+def test_a_node_is_settled_once_it_knows_everyone_and_no_handshake_is_open(
+    tmp_path: Path,
+) -> None:
+    def settled(nodes: list[str]) -> int:
+        (tmp_path / "nodes").write_text("".join(f"{line}\r\n" for line in nodes))
+        return _run(tmp_path, NODES_CLI, "settled 10.0.0.10 3").returncode
+
+    known = [
+        "a1 10.0.0.10:6379@16379 myself,master - 0 0 1 connected 0-8191",
+        "b2 10.0.0.11:6379@16379 master - 0 0 2 connected 8192-16383",
+        "c3 10.0.0.12:6379@16379 slave a1 0 0 1 connected",
+    ]
+    assert settled(known) == 0
+    assert settled(known[:2]) != 0  # one not met yet
+    handshake = "d4 10.0.0.12:6379@16379 handshake - 0 0 0 disconnected"
+    assert settled([*known[:2], handshake]) != 0  # three lines, one still a handshake
+
+
+def test_the_group_is_awaited_even_if_its_first_sentinel_is_still_starting(
+    tmp_path: Path,
+) -> None:
+    # The job starts beside the nodes: the sentinel it asks for the master may refuse.
+    (tmp_path / "starting").write_text("3")
+    replicas = _replica("slave") + _replica("slave")
+    result = _wait(tmp_path, others=2, replicas=replicas, seconds=5)
+    assert result.returncode == 0, result.stderr
+    assert "sentinel group converged" in result.stdout

@@ -271,6 +271,30 @@ def test_config_job_installs_files_without_network_or_extra_privilege(
     assert script.splitlines()[1] == "trap 'rm -rf /stage' EXIT"
 
 
+def test_each_sentinel_starts_knowing_its_peers_by_their_own_ids(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("sentinel", name="p")
+    sentinels = [n.name for n in nodes(topology) if n.role is Role.SENTINEL]
+    texts = {name: _files(topology, certificates_for, name)["sentinel.conf"] for name in sentinels}
+    own = {
+        name: re.findall(r"^sentinel myid ([0-9a-f]{40})$", text, re.M)
+        for name, text in texts.items()
+    }
+    assert all(len(ids) == 1 for ids in own.values())
+    assert len({ids[0] for ids in own.values()}) == 3
+    for name, text in texts.items():
+        peers = re.findall(r"^sentinel known-sentinel mymaster (\S+) 26379 (\S+)$", text, re.M)
+        # Every other sentinel, at its address, under the id it gives itself.
+        assert sorted(peers) == sorted(
+            (ADDRESSES[peer], own[peer][0]) for peer in sentinels if peer != name
+        )
+    # Another deployment's sentinels are other sentinels.
+    other = make_topology("sentinel", name="q")
+    other_text = _files(other, certificates_for, "q-sentinel-0")["sentinel.conf"]
+    assert own["p-sentinel-0"][0] not in other_text
+
+
 def test_sentinel_plan_keeps_sentinel_state_across_reruns(
     make_topology: TopologyFactory, certificates_for: CertsFor
 ) -> None:
@@ -313,6 +337,16 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     assert len(meets) == 5 and len(pairs) == 15  # 6 nodes: 6 * 5 / 2
     assert "replicate 10.213.7.11 10.213.7.10" in script
     assert "replicate 10.213.7.15 10.213.7.14" in script
+    # Then, handshakes done, every node meets every other again, so each learns the
+    # others' slots and roles at once rather than after cluster-node-timeout / 2.
+    settle = [i for i, line in enumerate(lines) if line.startswith("wait_settled ")]
+    again = [i for i, line in enumerate(lines) if line.startswith("meet_all ")]
+    last_replicate = max(i for i, line in enumerate(lines) if line.startswith("replicate "))
+    agreement = lines.index("wait_agreement 10.213.7.10")
+    assert len(settle) == 6 and all(lines[i].endswith(" 6") for i in settle)
+    assert last_replicate < min(settle) and max(settle) < min(again) and max(again) < agreement
+    introduced = {(lines[i].split()[1], peer) for i in again for peer in lines[i].split()[2:]}
+    assert len(introduced) == 30  # 6 nodes, each to the 5 others
     assert "cluster_slots_assigned" in script  # idempotent on a formed cluster
     # The operator's password travels as an upload, never on the command line, and is
     # deleted before anything else runs (under Pulumi the exited job container stays).
