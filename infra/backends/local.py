@@ -54,7 +54,8 @@ class JobResult:
 
 @dataclass
 class Created:
-    """Resources one `create` call made, so a failed run can remove exactly those."""
+    """Resources one `create` (or `create_stopped`) call made, so a failed run can remove
+    exactly those."""
 
     containers: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
@@ -151,15 +152,17 @@ class LocalBackend:
         created: Created,
         existing: Inventory,
     ) -> None:
-        """Volumes, then the config job beside the networks and the node containers
-        (created, not started: they need the job's files); record what was made."""
+        """Volumes, then the config job beside the networks, then the node containers
+        (created, not started); record what was made."""
         for volume in plan.volumes:
             if volume.name not in existing.volumes:
                 self._create_volume(volume, extra_labels)
                 created.volumes.append(volume.name)
-        # Docker creates containers concurrently: one after another cost ~0.3 s each,
-        # most of a Cluster's bring-up before Redis even runs. The config job runs on
-        # no network, so it need not wait for the networks either.
+        # The config job runs on no network: the networks are made meanwhile. The nodes
+        # are created only after it: creating a container copies the image's folder
+        # into an empty volume it mounts, owner and mode included, which would undo
+        # the job's owner-only folders. Docker creates containers concurrently (one
+        # after another cost ~0.3 s each).
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
         made: list[str] = []  # appended by the workers the moment Docker made each one
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
@@ -170,20 +173,22 @@ class LocalBackend:
                 for network in plan.networks
                 if network.name not in existing.networks
             ]
+            result = config.result()
             for future in networks:
                 future.result()
+            if result.exit_code != 0:
+                raise DeploymentError(
+                    f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
+                )
             creating = [
                 pool.submit(self._create_container, spec, secrets, host_ports, extra_labels, made)
                 for spec in todo
             ]
             for future in creating:
                 future.result()
-            result = config.result()
-            if result.exit_code != 0:
-                raise DeploymentError(
-                    f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
-                )
         except BaseException:  # a failure or Ctrl-C: queue nothing more
+            # A job still running (Ctrl-C) is removed, which ends its wait at once.
+            self.remove_container(plan.config_job.name)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:

@@ -249,18 +249,19 @@ class TestcontainersBackend:
             for volume in plan.volumes:
                 self._create_volume(volume)
             # The config job runs on no network: the networks are made meanwhile.
-            with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
-                config = pool.submit(self.run_job, plan.config_job, secrets)
-                made = [
-                    pool.submit(network_object(network, self.labels).create)
-                    for network in plan.networks
-                ]
-                for network in made:
-                    with contextlib.suppress(Exception):  # raised again below, in order
-                        self.networks.append(network.result())
-                for network in made:
-                    network.result()
-                config.result()
+            pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
+            made = [
+                pool.submit(network_object(network, self.labels).create)
+                for network in plan.networks
+            ]
+            try:
+                self.run_job(plan.config_job, secrets)
+            finally:
+                pool.shutdown(wait=True)
+                # Every network made is recorded, whatever failed, so stop() removes it.
+                self.networks += [n.result() for n in made if n.exception() is None]
+            for network in made:
+                network.result()  # a network that could not be made
             for spec in plan.containers:
                 self.nodes[spec.name] = PlanNode(
                     spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]

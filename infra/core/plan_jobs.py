@@ -73,6 +73,14 @@ def _config_job(
         f"SENTINELS={shlex.quote(_address_pattern(peers))}",
         CONFIG_JOB_FUNCTIONS.strip(),
     ]
+    sentinel_files = [
+        f"{JOB_VOLUME_ROOT}/{spec.node.name}/data/{rendered.path}"
+        for spec in containers
+        for rendered in spec.files
+        if rendered.install is Install.KEEP_SENTINEL_STATE
+    ]
+    if sentinel_files:  # before any file is installed: was any sentinel's state recorded?
+        script.append(f"note_recorded_sentinels {' '.join(map(shlex.quote, sentinel_files))}")
     for spec in containers:
         node = spec.node.name
         roots = {

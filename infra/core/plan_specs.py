@@ -293,11 +293,13 @@ class Plan:
     def start_waves(self) -> tuple[tuple[ContainerSpec, ...], ...]:
         """The nodes in the order a backend starts them, each wave side by side.
 
-        A Cluster master refuses to report `cluster_state:ok` for its first 2 s (Redis's
-        writable delay, counted from its own start), and the cluster is ready only once
-        every master is past it: masters start first, so their 2 s run while the
-        replicas start, instead of after Docker has started all six (~1.3 s here)."""
-        if self.kind is not Kind.CLUSTER:
+        Masters start first. A replica that finds its master not yet listening tries
+        again only on its next replication tick, up to 1 s later. A Cluster master
+        refuses to report `cluster_state:ok` for its first 2 s (Redis's writable delay,
+        counted from its own start), and the cluster is ready only once every master
+        is past it: started first, masters spend those 2 s while the replicas start,
+        not after Docker has started all six (~1.3 s here)."""
+        if self.kind is Kind.SINGLE:
             return (self.containers,)
         masters = tuple(s for s in self.containers if s.node.role is Role.MASTER)
         return masters, tuple(s for s in self.containers if s.node.role is not Role.MASTER)

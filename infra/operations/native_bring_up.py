@@ -203,7 +203,10 @@ def _sentinel(
             # redis-py parses both replies: SENTINEL MASTER a dict, REPLICAS a list of them.
             master: dict[str, Any] = client.sentinel_master("mymaster")  # type: ignore[assignment]
             flags = [replica["flags"] for replica in client.sentinel_slaves("mymaster")]
-            if int(master["num-other-sentinels"]) != 2 or flags != ["slave", "slave"]:
+            # Peers reached, as `up` counts them (observe_sentinel.sentinel_view).
+            peers: list[dict[str, Any]] = client.sentinel_sentinels("mymaster")  # type: ignore[assignment]
+            reached = [p for p in peers if p["flags"] == "sentinel" and p["last-ping-sent"] == 0]
+            if master["flags"] != "master" or len(reached) != 2 or flags != ["slave", "slave"]:
                 return False
         return all(
             tls.client(port).info("replication").get("master_link_status") == "up"

@@ -25,7 +25,7 @@ class SentinelView:
     master: str | None  # node name the sentinel reports as master
     flags: str
     replicas: int  # replicas it knows
-    other_sentinels: int
+    other_sentinels: int  # peers reached: connected, and its last PING to them answered
 
 
 @dataclass
@@ -67,6 +67,7 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
     try:
         master = reply_fields(client.execute_command("SENTINEL", "MASTER", service))
         replicas = client.execute_command("SENTINEL", "REPLICAS", service)
+        peers = client.execute_command("SENTINEL", "SENTINELS", service)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
     finally:
@@ -78,7 +79,13 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
         master=info.node_name(master["ip"]) or master["ip"],  # announced by address
         flags=str(master["flags"]),
         replicas=len(healthy),
-        other_sentinels=int(master["num-other-sentinels"]),
+        # Not num-other-sentinels: the config seeds the peers, so knowing them proves
+        # nothing; a PING answered ("last-ping-sent" 0) needs a link and credentials.
+        other_sentinels=sum(
+            1
+            for peer in map(reply_fields, peers)
+            if peer["flags"] == "sentinel" and peer["last-ping-sent"] == "0"
+        ),
     )
 
 
@@ -134,7 +141,10 @@ def convergence_problems(info: ConnectionInfo, state: GroupState) -> list[str]:
                 f"sentinel {name} sees {view.replicas} healthy replicas, not {len(data_nodes) - 1}"
             )
         if view.other_sentinels != len(sentinels) - 1:
-            problems.append(f"sentinel {name} knows {view.other_sentinels} other sentinels")
+            problems.append(
+                f"sentinel {name} reached {view.other_sentinels} of {len(sentinels) - 1} "
+                "other sentinels (connected, PING answered)"
+            )
     return problems
 
 

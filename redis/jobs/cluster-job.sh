@@ -129,16 +129,25 @@ wait_library() {  # ADDRESS...: until every node holds the library, so a replica
 value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-line output
   grep -A1 -x "$1" | tail -n 1
 }
+reached_peers() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE: how many peers the sentinel
+  # has reached: connected (flags exactly "sentinel") and its last PING answered
+  # ("last-ping-sent" 0), which needs the peer credentials. Counting the peers it
+  # knows would prove nothing: the config seeds them.
+  cli -h "$1" -p "$2" sentinel sentinels "$3" | tr -d '\r' | awk '
+    previous == "flags" { connected = ($0 == "sentinel") }
+    previous == "last-ping-sent" && connected && $0 == "0" { reached++ }
+    { previous = $0 }
+    END { print reached + 0 }'
+}
 converged() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE REPLICAS OTHERS MASTER_IP: the
   # sentinel names that master and sees it healthy (flags exactly "master": not down, no
-  # failover under way), every replica healthy (flags exactly "slave") and every other
-  # sentinel
+  # failover under way), every replica healthy (flags exactly "slave") and has reached
+  # every other sentinel
   master="$(cli -h "$1" -p "$2" sentinel master "$3" | tr -d '\r')"
   [ "$(echo "$master" | value_after ip)" = "$6" ] || return 1
   [ "$(echo "$master" | value_after flags)" = "master" ] || return 1
-  others="$(echo "$master" | value_after num-other-sentinels)"
   healthy="$(cli -h "$1" -p "$2" sentinel replicas "$3" | tr -d '\r' | grep -A1 -x flags | grep -cx slave || true)"
-  [ "$others" = "$5" ] && [ "$healthy" = "$4" ]
+  [ "$healthy" = "$4" ] && [ "$(reached_peers "$1" "$2" "$3")" = "$5" ]
 }
 master_of() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE: the master's address, as named
   cli -h "$1" -p "$2" sentinel get-master-addr-by-name "$3" 2>/dev/null | head -n 1 | tr -d '\r'
@@ -155,11 +164,12 @@ wait_converged() {  # SENTINEL_PORT SERVICE REPLICAS OTHERS SENTINEL_ADDRESS...
     names_master "$1" "$sentinel_port" "$service"
   master_ip="$(master_of "$1" "$sentinel_port" "$service")"
   for address in "$@"; do
-    wait_until "sentinel $address to see $replicas replicas and $others sentinels" \
+    wait_until "sentinel $address to see $replicas replicas and reach $others sentinels" \
       converged "$address" "$sentinel_port" "$service" "$replicas" "$others" "$master_ip" || {
       echo "the first sentinel named master $master_ip; sentinel $address sees:" >&2
       cli -h "$address" -p "$sentinel_port" sentinel master "$service" | tr '\r\n' '  ' >&2
       cli -h "$address" -p "$sentinel_port" sentinel replicas "$service" | tr '\r\n' '  ' >&2
+      cli -h "$address" -p "$sentinel_port" sentinel sentinels "$service" | tr '\r\n' '  ' >&2
       return 1
     }
   done

@@ -31,10 +31,21 @@ install_keeping_sentinel_state() {  # SOURCE TARGET MODE: new settings, Sentinel
     grep -E '^sentinel (myid|config-epoch|leader-epoch|current-epoch) ' "$2" >> "$2.new" || true
     grep -E "^sentinel known-replica [^ ]+ ($DATA_NODES) " "$2" >> "$2.new" || true
     grep -E "^sentinel known-sentinel [^ ]+ ($SENTINELS) " "$2" >> "$2.new" || true
+  elif [ "${RECORDED_SENTINELS:-no}" = yes ]; then
+    # A new sentinel beside recorded ones: they keep the ids they recorded, which the
+    # seeds cannot know, and a peer seeded under a wrong id would stay as a phantom
+    # voter. It learns its peers from their hellos instead.
+    grep -v -E '^sentinel known-sentinel ' "$1" > "$2.new" || [ $? -eq 1 ]
   else
     cp "$1" "$2.new"
   fi
   chown "$OWNER" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+note_recorded_sentinels() {  # SENTINEL_CONF...: RECORDED_SENTINELS=yes if one exists
+  RECORDED_SENTINELS=no
+  for file in "$@"; do
+    if [ -e "$file" ]; then RECORDED_SENTINELS=yes; fi
+  done
 }
 own_directory() {  # DIRECTORY MODE
   mkdir -p "$1" && chown "$OWNER" "$1" && chmod "$2" "$1"

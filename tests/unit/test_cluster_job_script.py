@@ -23,8 +23,9 @@ case "$*" in
     printf '10.0.0.10\\n6379\\n' ;;
   *"sentinel master mymaster"*)
     printf 'name\\nmymaster\\nip\\n10.0.0.10\\nflags\\n%s\\n' "$(cat "$STATE/master_flags")"
-    printf 'num-other-sentinels\\n%s\\n' "$(cat "$STATE/others")" ;;
+    printf 'num-other-sentinels\\n2\\n' ;;  # seeded: counts peers never reached
   *"sentinel replicas mymaster"*) cat "$STATE/replicas" ;;
+  *"sentinel sentinels mymaster"*) cat "$STATE/sentinels" ;;
   *) exit 1 ;;
 esac
 """
@@ -52,10 +53,22 @@ def _replica(flags: str) -> str:
     return f"name\n10.0.0.11:6379\nflags\n{flags}\nmaster-link-status\nok\n"
 
 
+def _peer(flags: str = "sentinel", last_ping_sent: int = 0) -> str:
+    return (
+        f"name\n{'ab' * 20}\nip\n10.0.0.14\nport\n26379\nflags\n{flags}\n"
+        f"link-pending-commands\n0\nlast-ping-sent\n{last_ping_sent}\nlast-ok-ping-reply\n12\n"
+    )
+
+
 def _wait(
-    tmp_path: Path, others: int, replicas: str, seconds: int = 1, master_flags: str = "master"
+    tmp_path: Path,
+    others: int,
+    replicas: str,
+    seconds: int = 1,
+    master_flags: str = "master",
+    peers: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "others").write_text(str(others))
+    (tmp_path / "sentinels").write_text(peers if peers is not None else _peer() * others)
     (tmp_path / "master_flags").write_text(master_flags)
     (tmp_path / "replicas").write_text(replicas)
     return _run(
@@ -72,11 +85,12 @@ def test_a_converged_group_is_ready(tmp_path: Path) -> None:
 def test_a_replica_still_down_or_a_missing_sentinel_is_not(tmp_path: Path) -> None:
     down = _wait(tmp_path, 2, _replica("slave") + _replica("s_down,slave,disconnected"))
     assert down.returncode != 0
-    assert "to see 2 replicas and 2 sentinels" in down.stderr
+    assert "to see 2 replicas and reach 2 sentinels" in down.stderr
     alone = _wait(tmp_path, 1, _replica("slave") + _replica("slave"))
     assert alone.returncode != 0
     assert (
-        "gave up waiting for sentinel 10.0.0.13 to see 2 replicas and 2 sentinels" in alone.stderr
+        "gave up waiting for sentinel 10.0.0.13 to see 2 replicas and reach 2 sentinels"
+        in alone.stderr
     )
 
 
@@ -87,7 +101,7 @@ def test_a_master_thought_down_or_being_failed_over_is_not(tmp_path: Path) -> No
     for flags in ("s_down,master", "master,failover_in_progress", "s_down,o_down,master"):
         waited = _wait(tmp_path, 2, healthy, master_flags=flags)
         assert waited.returncode != 0, flags
-        assert "to see 2 replicas and 2 sentinels" in waited.stderr
+        assert "to see 2 replicas and reach 2 sentinels" in waited.stderr
     assert _wait(tmp_path, 2, healthy, master_flags="master").returncode == 0
 
 
@@ -194,3 +208,15 @@ def test_the_group_is_awaited_even_if_its_first_sentinel_is_still_starting(
     result = _wait(tmp_path, others=2, replicas=replicas, seconds=5)
     assert result.returncode == 0, result.stderr
     assert "sentinel group converged" in result.stdout
+
+
+def test_seeded_peers_count_only_once_reached(tmp_path: Path) -> None:
+    # The config seeds every peer, so Sentinel lists both (num-other-sentinels 2) from
+    # its start: a peer still disconnected, or one whose PING is unanswered (a wrong
+    # password answers NOAUTH), is not reached yet.
+    replicas = _replica("slave") + _replica("slave")
+    for unreached in (_peer("sentinel,disconnected", 0), _peer("sentinel", 1500)):
+        result = _wait(tmp_path, others=2, replicas=replicas, peers=_peer() + unreached)
+        assert result.returncode != 0
+        assert "reach 2 sentinels" in result.stderr
+    assert _wait(tmp_path, others=2, replicas=replicas).returncode == 0

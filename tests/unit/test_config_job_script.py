@@ -144,3 +144,21 @@ def test_an_unreadable_staged_file_fails_the_install(tmp_path: Path) -> None:
                           text=True, timeout=30)  # fmt: skip
     assert done.returncode != 0
     assert target.read_text() == "sentinel monitor mymaster 10.0.0.10 6379 2\n"  # untouched
+
+
+def test_a_new_sentinel_beside_recorded_ones_is_not_seeded_with_peers(tmp_path: Path) -> None:
+    staged = tmp_path / "staged.conf"
+    seeds = "sentinel known-sentinel mymaster 10.0.0.14 26379 " + "b" * 40 + "\n"
+    staged.write_text("port 0\nsentinel myid " + "a" * 40 + "\n" + seeds)
+    fresh, recorded = tmp_path / "s0.conf", tmp_path / "s1.conf"
+    # A first deployment: nobody recorded anything, every seed stays.
+    _run(tmp_path, f"note_recorded_sentinels {fresh} {recorded}\n"
+                   f"install_keeping_sentinel_state {staged} {fresh} 0600")  # fmt: skip
+    assert fresh.read_text() == staged.read_text()
+    # A sentinel added (or whose volume was lost) beside one that recorded its own id:
+    # its peers are learned from hellos, not seeded under ids they may not have.
+    fresh.unlink()
+    recorded.write_text("port 0\nsentinel myid " + "c" * 40 + "\n")
+    _run(tmp_path, f"note_recorded_sentinels {fresh} {recorded}\n"
+                   f"install_keeping_sentinel_state {staged} {fresh} 0600")  # fmt: skip
+    assert fresh.read_text() == "port 0\nsentinel myid " + "a" * 40 + "\n"

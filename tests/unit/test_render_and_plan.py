@@ -313,6 +313,9 @@ def test_sentinel_plan_keeps_sentinel_state_across_reruns(
         in script
     )
     assert "own_directory /volumes/p-data-1/data 0700" in script
+    # Whether any sentinel recorded state is asked before anything is installed.
+    recorded = script.index("note_recorded_sentinels /volumes/p-sentinel-0/data/sentinel.conf")
+    assert recorded < script.index("install_keeping_role /stage/")
     assert plan.outputs.service_name == "mymaster"
 
 
@@ -493,3 +496,23 @@ def test_the_slots_are_split_evenly_and_whole(masters: int) -> None:
     assert all(after[0] == before[1] + 1 for before, after in itertools.pairwise(ranges))
     sizes = [high - low + 1 for low, high in ranges]
     assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "first"),
+    [
+        ("single", ["p-redis"]),
+        ("sentinel", ["p-data-0"]),
+        ("cluster", ["p-node-0", "p-node-2", "p-node-4"]),
+    ],
+)
+def test_masters_start_in_a_wave_before_every_other_node(
+    make_topology: TopologyFactory, certificates_for: CertsFor, kind: str, first: list[str]
+) -> None:
+    plan = _plan(make_topology, certificates_for, kind)
+    waves = plan.start_waves
+    assert [spec.name for spec in waves[0]] == first
+    assert all(spec.node.role is Role.MASTER for spec in waves[0])
+    started = [spec.name for wave in waves for spec in wave]
+    assert sorted(started) == sorted(spec.name for spec in plan.containers)  # each once
+    assert len(waves) == (1 if kind == "single" else 2)
