@@ -209,3 +209,38 @@ def test_app_info_on_a_replica_shows_no_secret(group: SentinelDeployment) -> Non
     assert len(passwords) >= 6  # ... sentinel's too
     text = json.dumps(info)
     assert [p[:4] for p in passwords if p in text] == []
+
+
+def test_a_peer_that_refuses_the_sentinels_credentials_is_not_counted_as_reached() -> None:
+    # Every sentinel's config names its peers, so Sentinel lists them all from its first
+    # second (num-other-sentinels 2) whether it can reach them or not. Here sentinel-2
+    # stops accepting the peers' password and drops their links: the other two keep
+    # listing it, and must no longer count it.
+    with SentinelDeployment().with_setting("sentinel.down_after_ms", 1000) as group:
+        info = group.info
+        names = [sentinel.name for sentinel in info.sentinels()]
+        assert convergence_problems(info, group_state(info)) == []
+        refusing = names[2]
+        glass = node_client(info, refusing, role="breakglass", decode_responses=True)
+        username = group.topology.users.sentinel
+        glass.execute_command("ACL", "SETUSER", username, "resetpass", ">not-the-peers-password")
+        glass.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        glass.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        deadline = time.monotonic() + 15
+        problems: list[str] = []
+        while time.monotonic() < deadline:
+            problems = convergence_problems(info, group_state(info))
+            if all(f"sentinel {name} reached 1 of 2" in " ".join(problems) for name in names[:2]):
+                break
+            time.sleep(0.2)
+        assert [p for p in problems if "reached" in p] == [
+            f"sentinel {name} reached 1 of 2 other sentinels (connected, PING answered)"
+            for name in names[:2]
+        ], problems
+        # ... while Sentinel itself still lists it: the count that proved nothing.
+        admin = node_client(info, names[0], role="admin", decode_responses=True)
+        assert (
+            int(admin.execute_command("SENTINEL", "MASTER", "mymaster")["num-other-sentinels"]) == 2
+        )
+        failed = [check.name for check in verify(info) if not check.passed]
+        assert failed, "verify passed a group whose sentinels cannot all reach each other"
