@@ -5,8 +5,8 @@ a testcontainers `Network`, each job and node a `DockerContainer` built from the
 plan's specs, so the hardening (users, capabilities, read-only root, limits, health
 check, loopback-only ports) is the plan's, decided once. Files reach a job as one
 archive copied in before start, like pulumi-docker's uploads. Nodes are created and
-started side by side; each start waits on the node's wait strategy, whose timeout
-error carries the node's log.
+started side by side, in the plan's waves (masters first); each start waits on the
+node's wait strategy, whose timeout error carries the node's log.
 
 Ryuk is turned off (testcontainers' reaper needs an image from a registry); the
 fixtures' label sweep removes what a killed run leaves. What testcontainers cannot
@@ -77,6 +77,7 @@ class _PrepareThenStart(TestcontainersClient):
     ) -> None:
         super().__init__()
         self.attachments, self.archive = attachments, archive
+        self.started = threading.Event()  # the engine started it (its wait may go on)
 
     def start(self, container: Any) -> None:
         for attachment in self.attachments:
@@ -86,6 +87,7 @@ class _PrepareThenStart(TestcontainersClient):
         if self.archive is not None:
             container.put_archive("/", self.archive)
         super().start(container)
+        self.started.set()
 
 
 class PlanNode(DockerContainer):
@@ -190,6 +192,17 @@ class ContainerLogWait(WaitStrategy):
             time.sleep(self._poll_interval)
 
 
+def _engine_started(node: DockerContainer, starting: Future[None]) -> None:
+    """Until Docker started `node` (not until it is ready: an unpublished node's wait is
+    the 5 s health check); its start's error, if it failed first."""
+    engine = node._docker
+    assert isinstance(engine, _PrepareThenStart)
+    while not engine.started.wait(0.02):
+        if starting.done():
+            starting.result()
+            return
+
+
 def _start(node: DockerContainer) -> None:
     """Start one node; the engine's refusal (say, no such program in the image) becomes
     an error that names the node."""
@@ -240,8 +253,9 @@ class TestcontainersBackend:
         host_ports: Mapping[str, int],
         waits: Mapping[str, WaitStrategy],
     ) -> None:
-        """Networks, volumes, the config job; then every node started side by side, each
-        returning once its wait strategy holds, while the bootstrap jobs (cluster
+        """Volumes, the config job beside the networks; then the nodes started side by
+        side in the plan's waves (Plan.start_waves), each returning once its wait
+        strategy holds, while the bootstrap jobs (cluster
         create, the function library) run beside them: each waits for the nodes it
         needs, so its own container start overlaps theirs. On any failure the caller
         calls stop(), which removes what this made."""
@@ -282,12 +296,13 @@ class TestcontainersBackend:
         self.nodes_started_at = time.monotonic()
         try:
             futures.append(pool.submit(self._run_jobs, jobs, secrets, cancelled))
-            for wave in waves:  # each wave's nodes answer before the next starts
-                started = [pool.submit(_start, node) for node in wave]
-                futures += started
-                for future in started:
-                    future.result()
-            futures[0].result()  # the jobs
+            for wave in waves:  # the next wave once the engine started this one's nodes
+                starting = [pool.submit(_start, node) for node in wave]
+                futures += starting
+                for node, future in zip(wave, starting, strict=True):
+                    _engine_started(node, future)
+            for future in reversed(futures):  # the nodes answer, then the jobs end
+                future.result()
         except BaseException:
             # A node that failed (or Ctrl-C) leaves the others and the jobs waiting:
             # nothing new starts, and removing the containers ends every wait at once.

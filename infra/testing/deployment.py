@@ -183,7 +183,7 @@ class RedisDeployment:
         return deployment
 
     def _create(self, prepared: Prepared, backend: TestcontainersBackend) -> None:
-        """Nodes side by side, each waited for, the bootstrap jobs beside them; then the
+        """Nodes in the plan's waves, each waited for, the bootstrap jobs beside them; then the
         topology's own readiness (what `redis-infra up` waits for)."""
         info, timeout = prepared.info, self.ready_timeout_s
         waits: dict[str, WaitStrategy] = {}

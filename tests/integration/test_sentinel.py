@@ -222,6 +222,7 @@ def test_a_peer_that_refuses_the_sentinels_credentials_is_not_counted_as_reached
         assert convergence_problems(info, group_state(info)) == []
         refusing = names[2]
         glass = node_client(info, refusing, role="breakglass", decode_responses=True)
+        assert group.topology is not None
         username = group.topology.users.sentinel
         glass.execute_command("ACL", "SETUSER", username, "resetpass", ">not-the-peers-password")
         glass.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
-from infra.backends.testcontainers_backend import ContainerLogWait, PlanNode
+from infra.backends.testcontainers_backend import ContainerLogWait, PlanNode, _engine_started
 from infra.core.certs import CertificateSet
 from infra.core.errors import DeploymentError
 from infra.core.model import Topology
@@ -85,3 +87,26 @@ def test_only_an_owner_surely_gone_is_swept() -> None:
     assert not owner_gone(f"{host}:{me}:?")  # no start time known, but the pid runs
     assert owner_gone(f"{host}:{2**22 + 1}:?")  # beyond pid_max: no such process
     assert not owner_gone(f"another-host:{2**22 + 1}:1")  # another machine's: not ours
+
+
+def test_the_next_wave_waits_for_the_engine_to_start_a_node_not_for_it_to_be_ready(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    topology = make_topology("single")
+    spec = build_plan(topology, certificates_for(topology)).containers[0]
+    node = PlanNode(
+        spec, {"health_password": "x"}, 16379, {}, ContainerLogWait("", lambda: True, 1)
+    )
+    starting: Future[None] = Future()  # its start (and wait strategy) still running
+    engine_started = node._docker.started  # type: ignore[attr-defined]
+    threading.Timer(0.1, engine_started.set).start()
+    _engine_started(node, starting)  # returns once started, though `starting` never ends
+    assert engine_started.is_set() and not starting.done()
+    # A start that fails before the engine starts the node: its error, at once.
+    failed = PlanNode(
+        spec, {"health_password": "x"}, 16379, {}, ContainerLogWait("", lambda: True, 1)
+    )
+    refused: Future[None] = Future()
+    refused.set_exception(DeploymentError("t-redis could not start: no such program"))
+    with pytest.raises(DeploymentError, match="could not start"):
+        _engine_started(failed, refused)
