@@ -28,6 +28,7 @@ from typing import Any
 import redis
 from infra.core.certs import ensure_certificates
 from infra.core.topology import load_topology
+from infra.operations.observe_cluster import parse_cluster_nodes
 
 SERVER_BINARIES = ("redis-server", "redis-check-rdb")
 PASSWORD = "native-anchor-password-0123456789"  # noqa: S105 - throwaway processes on loopback
@@ -220,9 +221,9 @@ def _sentinel(
 def _sees_every_replica(cluster_nodes: str, masters: int) -> bool:
     """As `redis-infra up` checks (observe_cluster.cluster_problems): this node sees
     `masters` masters serving slots, each with one healthy replica."""
-    rows = [line.split() for line in cluster_nodes.splitlines() if line.strip()]
-    serving = [row[0] for row in rows if "master" in row[2] and len(row) > 8]
-    replicas = [row[3] for row in rows if "slave" in row[2] and "fail" not in row[2]]
+    view = parse_cluster_nodes(cluster_nodes)
+    serving = [peer.node_id for peer in view if peer.is_master and peer.slots > 0]
+    replicas = [peer.master_id for peer in view if not peer.is_master and not peer.failing]
     return len(serving) == masters and all(replicas.count(m) == 1 for m in serving)
 
 
