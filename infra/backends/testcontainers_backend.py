@@ -5,7 +5,7 @@ a testcontainers `Network`, each job and node a `DockerContainer` built from the
 plan's specs, so the hardening (users, capabilities, read-only root, limits, health
 check, loopback-only ports) is the plan's, decided once. Files reach a job as one
 archive copied in before start, like pulumi-docker's uploads. Nodes are created and
-started side by side, in the plan's waves (masters first); each start waits on the
+started side by side, in the plan's waves (replicas last); each start waits on the
 node's wait strategy, whose timeout error carries the node's log.
 
 Ryuk is turned off (testcontainers' reaper needs an image from a registry); the

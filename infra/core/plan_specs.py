@@ -293,16 +293,19 @@ class Plan:
     def start_waves(self) -> tuple[tuple[ContainerSpec, ...], ...]:
         """The nodes in the order a backend starts them, each wave side by side.
 
-        Masters start first. A replica that finds its master not yet listening tries
-        again only on its next replication tick, up to 1 s later. A Cluster master
-        refuses to report `cluster_state:ok` for its first 2 s (Redis's writable delay,
-        counted from its own start), and the cluster is ready only once every master
-        is past it: started first, masters spend those 2 s while the replicas start,
-        not after Docker has started all six (~1.3 s here)."""
+        Replicas start last. One that finds its master not yet listening tries again
+        only on its next replication tick, up to 1 s later. A Cluster master refuses to
+        report `cluster_state:ok` for its first 2 s (Redis's writable delay, counted
+        from its own start), and the cluster is ready only once every master is past
+        it: started first, masters spend those 2 s while the replicas start, not after
+        Docker has started all six (~1.3 s here). Sentinels start with the master: they
+        reach each other and the master while the replicas start (measured here, median
+        of 5: 2.60 s to ready, against 3.00 s with the sentinels in the second wave and
+        3.31 s in a third)."""
         if self.kind is Kind.SINGLE:
             return (self.containers,)
-        masters = tuple(s for s in self.containers if s.node.role is Role.MASTER)
-        return masters, tuple(s for s in self.containers if s.node.role is not Role.MASTER)
+        first = tuple(s for s in self.containers if s.node.role is not Role.REPLICA)
+        return first, tuple(s for s in self.containers if s.node.role is Role.REPLICA)
 
 
 def _digest(data: object) -> str:

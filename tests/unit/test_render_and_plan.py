@@ -502,17 +502,18 @@ def test_the_slots_are_split_evenly_and_whole(masters: int) -> None:
     ("kind", "first"),
     [
         ("single", ["p-redis"]),
-        ("sentinel", ["p-data-0"]),
+        ("sentinel", ["p-data-0", "p-sentinel-0", "p-sentinel-1", "p-sentinel-2"]),
         ("cluster", ["p-node-0", "p-node-2", "p-node-4"]),
     ],
 )
-def test_masters_start_in_a_wave_before_every_other_node(
+def test_replicas_start_in_a_wave_after_every_master_and_sentinel(
     make_topology: TopologyFactory, certificates_for: CertsFor, kind: str, first: list[str]
 ) -> None:
     plan = _plan(make_topology, certificates_for, kind)
     waves = plan.start_waves
     assert [spec.name for spec in waves[0]] == first
-    assert all(spec.node.role is Role.MASTER for spec in waves[0])
+    assert all(spec.node.role is not Role.REPLICA for spec in waves[0])
+    assert all(spec.node.role is Role.REPLICA for wave in waves[1:] for spec in wave)
     started = [spec.name for wave in waves for spec in wave]
     assert sorted(started) == sorted(spec.name for spec in plan.containers)  # each once
     assert len(waves) == (1 if kind == "single" else 2)
