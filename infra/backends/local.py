@@ -15,7 +15,8 @@ import ipaddress
 import tarfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +96,13 @@ def network_options(spec: NetworkSpec) -> dict[str, Any]:
 
 
 def volume_mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
-    return [Mount(m.target, m.volume, type="volume", read_only=m.read_only) for m in spec.mounts]
+    # no_copy: creating a container would copy the image's folder, owner and mode
+    # included, into an empty volume, undoing the config job's owner-only folders if
+    # the node is created while the job runs.
+    return [
+        Mount(m.target, m.volume, type="volume", read_only=m.read_only, no_copy=True)
+        for m in spec.mounts
+    ]
 
 
 def health_check(spec: ContainerSpec, secrets: Mapping[str, str]) -> Healthcheck:
@@ -140,8 +147,8 @@ class LocalBackend:
         existing: Inventory,
     ) -> None:
         """Create networks, volumes and containers and start them; record what was made."""
-        self.create_stopped(plan, secrets, host_ports, extra_labels, created, existing)
-        self.start(plan)
+        installing = self.create_stopped(plan, secrets, host_ports, extra_labels, created, existing)
+        self.start(plan, installing)
 
     def create_stopped(
         self,
@@ -151,35 +158,31 @@ class LocalBackend:
         extra_labels: Mapping[str, str],
         created: Created,
         existing: Inventory,
-    ) -> None:
+    ) -> Future[JobResult]:
         """Volumes, then the config job beside the networks, then the node containers
-        (created, not started); record what was made."""
+        (created, not started); record what was made. Returns the config job, maybe
+        still running: a node waits for its last file, so `start` need not wait."""
         for volume in plan.volumes:
             if volume.name not in existing.volumes:
                 self._create_volume(volume, extra_labels)
                 created.volumes.append(volume.name)
-        # The config job runs on no network: the networks are made meanwhile. The nodes
-        # are created only after it: creating a container copies the image's folder
-        # into an empty volume it mounts, owner and mode included, which would undo
-        # the job's owner-only folders. Docker creates containers concurrently (one
-        # after another cost ~0.3 s each).
+        # The config job runs on no network: the networks are made meanwhile, then the
+        # nodes (their volumes are mounted no_copy: see volume_mounts). Docker creates
+        # containers concurrently (one after another cost ~0.3 s each).
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
         made: list[str] = []  # appended by the workers the moment Docker made each one
+        installer = ThreadPoolExecutor(max_workers=1)
+        installing = installer.submit(self.run_job, plan.config_job, secrets)
+        installer.shutdown(wait=False)  # the future outlives this call
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
         try:
-            config = pool.submit(self.run_job, plan.config_job, secrets)
             networks = [
                 pool.submit(self._create_network, network, created)
                 for network in plan.networks
                 if network.name not in existing.networks
             ]
-            result = config.result()
             for future in networks:
                 future.result()
-            if result.exit_code != 0:
-                raise DeploymentError(
-                    f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
-                )
             creating = [
                 pool.submit(self._create_container, spec, secrets, host_ports, extra_labels, made)
                 for spec in todo
@@ -187,23 +190,48 @@ class LocalBackend:
             for future in creating:
                 future.result()
         except BaseException:  # a failure or Ctrl-C: queue nothing more
-            # A job still running (Ctrl-C) is removed, which ends its wait at once.
-            self.remove_container(plan.config_job.name)
             pool.shutdown(wait=True, cancel_futures=True)
+            self.abandon_config(plan, installing)
             raise
         finally:
             pool.shutdown(wait=True)
             # In plan order, so a failed run removes exactly what it created.
             created.containers.extend(spec.name for spec in todo if spec.name in made)
             created.networks.sort(key=[n.name for n in plan.networks].index)
+        return installing
 
-    def start(self, plan: Plan) -> None:
+    def start(self, plan: Plan, installing: Future[JobResult] | None = None) -> None:
         """Start every node container of the plan, wave after wave (Plan.start_waves),
-        each wave side by side."""
-        with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
-            for wave in plan.start_waves:
-                for future in [pool.submit(self.api.start, spec.name) for spec in wave]:
-                    future.result()
+        each wave side by side; then, if `installing` (the config job) is given, until
+        it ended well. The nodes wait for its last file, so they start while it runs."""
+        try:
+            with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+                for wave in plan.start_waves:
+                    for future in [pool.submit(self.api.start, spec.name) for spec in wave]:
+                        future.result()
+        except BaseException:
+            if installing is not None:
+                self.abandon_config(plan, installing)
+            raise
+        if installing is None:
+            return
+        try:
+            result = installing.result()
+        except BaseException:  # its own failure, or Ctrl-C while waiting for it
+            self.abandon_config(plan, installing)
+            raise
+        if result.exit_code != 0:
+            raise DeploymentError(
+                f"config job {result.name} exited {result.exit_code}:\n{result.logs.strip()}"
+            )
+
+    def abandon_config(self, plan: Plan, installing: Future[JobResult]) -> None:
+        """A run that fails (or Ctrl-C) while the config job may still run: removing its
+        container ends the job's wait at once; then until its thread is done."""
+        while not installing.done():
+            self.remove_container(plan.config_job.name)
+            with contextlib.suppress(FutureTimeout, Exception):
+                installing.exception(timeout=0.5)
 
     def _create_network(self, spec: NetworkSpec, created: Created) -> None:
         self.client.networks.create(spec.name, **network_options(spec))

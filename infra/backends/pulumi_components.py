@@ -61,6 +61,21 @@ def _volumes(mounts: Sequence[MountSpec]) -> list[docker.ContainerVolumeArgs]:
     ]
 
 
+def _mounts(mounts: Sequence[MountSpec]) -> list[docker.ContainerMountArgs]:
+    # no_copy, as in the other backends (local.volume_mounts): the image's folder,
+    # owner and mode included, must not land on what the config job set up.
+    return [
+        docker.ContainerMountArgs(
+            target=m.target,
+            type="volume",
+            source=m.volume,
+            read_only=m.read_only,
+            volume_options=docker.ContainerMountVolumeOptionsArgs(no_copy=True),
+        )
+        for m in mounts
+    ]
+
+
 def _check_job(name: str) -> Any:
     """Raise if the job exited non-zero; else its container id (or "ok" without one)."""
 
@@ -233,7 +248,7 @@ class RedisDeployment(pulumi.ComponentResource):
                 )
                 for a in spec.networks
             ],
-            volumes=_volumes(spec.mounts),
+            mounts=_mounts(spec.mounts),
             ports=[
                 docker.ContainerPortArgs(
                     internal=p.container_port, external=p.host_port, ip=p.host_ip

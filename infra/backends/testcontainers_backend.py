@@ -21,7 +21,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +166,7 @@ def job_container(
 
 class ContainerLogWait(WaitStrategy):
     """Wraps a readiness check as a testcontainers wait strategy: polls `ready` until it
-    holds, fails at once if the container stops, and times out with its log."""
+    holds, fails at once if the container stops or restarts, and times out with its log."""
 
     def __init__(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
         super().__init__()
@@ -179,7 +179,8 @@ class ContainerLogWait(WaitStrategy):
         deadline = time.monotonic() + self._startup_timeout
         while not self.ready():
             wrapped.reload()
-            if wrapped.status not in ("created", "running"):
+            # A fresh node that exited once is failing (its restart policy hides it).
+            if wrapped.status not in ("created", "running") or wrapped.attrs["RestartCount"]:
                 raise DeploymentError(
                     f"{wrapped.name} stopped before {self.what} "
                     f"(exit code {wrapped.attrs['State'].get('ExitCode')}):\n{_tail(wrapped)}"
@@ -253,46 +254,50 @@ class TestcontainersBackend:
         host_ports: Mapping[str, int],
         waits: Mapping[str, WaitStrategy],
     ) -> None:
-        """Volumes, the config job beside the networks; then the nodes started side by
-        side in the plan's waves (Plan.start_waves), each returning once its wait
-        strategy holds, while the bootstrap jobs (cluster
-        create, the function library) run beside them: each waits for the nodes it
-        needs, so its own container start overlaps theirs. On any failure the caller
-        calls stop(), which removes what this made."""
+        """Volumes, the config job beside the networks; then, while it runs (each node
+        waits for its last file), the nodes started side by side in the plan's waves
+        (Plan.start_waves), each returning once its wait strategy holds, while the
+        bootstrap jobs (cluster create, the function library) run beside them: each
+        waits for the nodes it needs, so its own container start overlaps theirs. On
+        any failure the caller calls stop(), which removes what this made."""
         with _ryuk_off():
             for volume in plan.volumes:
                 self._create_volume(volume)
             # The config job runs on no network: the networks are made meanwhile.
             pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
+            installing = pool.submit(self.run_job, plan.config_job, secrets)
             made = [
                 pool.submit(network_object(network, self.labels).create)
                 for network in plan.networks
             ]
             try:
-                self.run_job(plan.config_job, secrets)
+                for network in made:
+                    network.result()  # a network that could not be made
+                for spec in plan.containers:
+                    self.nodes[spec.name] = PlanNode(
+                        spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
+                    )
+                waves = [[self.nodes[spec.name] for spec in wave] for wave in plan.start_waves]
+                self._start_side_by_side(waves, plan, installing, secrets)
             finally:
+                if not installing.done():  # a failure before the nodes' start: end the job
+                    self._remove(plan.config_job.name)
                 pool.shutdown(wait=True)
                 # Every network made is recorded, whatever failed, so stop() removes it.
                 self.networks += [n.result() for n in made if n.exception() is None]
-            for network in made:
-                network.result()  # a network that could not be made
-            for spec in plan.containers:
-                self.nodes[spec.name] = PlanNode(
-                    spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
-                )
-            waves = [[self.nodes[spec.name] for spec in wave] for wave in plan.start_waves]
-            self._start_side_by_side(waves, plan.bootstrap_jobs, secrets)
 
     def _start_side_by_side(
         self,
         waves: list[list[DockerContainer]],
-        jobs: tuple[JobSpec, ...],
+        plan: Plan,
+        installing: Future[Any],
         secrets: Mapping[str, str],
     ) -> None:
-        names = [*self.nodes, *(job.name for job in jobs)]
+        jobs = plan.bootstrap_jobs
+        names = [plan.config_job.name, *self.nodes, *(job.name for job in jobs)]
         cancelled = threading.Event()
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS + 1)
-        futures: list[Future[Any]] = []
+        futures: list[Future[Any]] = [installing]
         self.nodes_started_at = time.monotonic()
         try:
             futures.append(pool.submit(self._run_jobs, jobs, secrets, cancelled))
@@ -301,7 +306,10 @@ class TestcontainersBackend:
                 futures += starting
                 for node, future in zip(wave, starting, strict=True):
                     _engine_started(node, future)
-            for future in reversed(futures):  # the nodes answer, then the jobs end
+            # The first failure counts (a failed config job leaves the nodes waiting, a
+            # failed node leaves the jobs waiting): raised before anything is awaited.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in [f for f in futures if f in done] + futures:
                 future.result()
         except BaseException:
             # A node that failed (or Ctrl-C) leaves the others and the jobs waiting:

@@ -34,6 +34,7 @@ from infra.core.plan_specs import (
 from infra.core.render import (
     CONF_DIR,
     DATA_DIR,
+    FILES_INSTALLED,
     Install,
     function_library,
 )
@@ -92,10 +93,11 @@ def _config_job(
         # The config volume is rebuilt from scratch, so nothing stale survives in it.
         script.append(f"rm -rf {shlex.quote(roots['config'])}/*")
         directories = {roots["config"]: "0500"}
-        if any(f.volume == "data" for f in spec.files):
+        if DATA_DIR in volumes:
             mounts.append(MountSpec(volumes[DATA_DIR], roots["data"], read_only=False))
-            # A fresh volume mounted here starts root-owned. Owner-only: Redis's CONFIG
-            # REWRITE leaves redis.conf (masterauth in it) readable in this folder.
+            # A fresh volume starts root-owned: nodes mount theirs no_copy (nothing of
+            # the image's folder is copied in). Owner-only: Redis's CONFIG REWRITE leaves
+            # redis.conf (masterauth in it) readable in this folder.
             directories[roots["data"]] = "0700"
         for rendered in spec.files:
             directories.setdefault(
@@ -110,6 +112,8 @@ def _config_job(
             mode = f"{rendered.mode if rendered.volume == 'config' else 0o600:04o}"
             installer = _INSTALLERS[rendered.install]
             script.append(f"{installer} {shlex.quote(staged)} {shlex.quote(target)} {mode}")
+        # Last, once every file of the node is in place: the node waits for it.
+        script.append(f"mark_installed {shlex.quote(roots['config'] + '/' + FILES_INSTALLED)}")
     # The staged copies held secrets; under Pulumi the job container outlives this script.
     script.append(f"rm -rf {STAGE_DIR}")
     script.append("echo config job: files installed")

@@ -24,6 +24,9 @@ from infra.core.sizes import format_size
 
 CONF_DIR = "/etc/redis-infra"  # the node's config volume, mounted read-only
 DATA_DIR = "/data"  # the node's data volume
+# The config job writes it last, into the config volume: a node waits for it, so it
+# may start while the job still runs, and never reads a half-installed file.
+FILES_INSTALLED = "files-installed"
 
 # Modes inside the config volume (owned by the Redis uid): secrets owner-read-only.
 PUBLIC_MODE = 0o444

@@ -157,11 +157,14 @@ def up(
     created = Created()
     extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
     try:
-        backend.create_stopped(
+        installing = backend.create_stopped(
             prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
         )
         containers_started = _wait_ready(
-            backend, prepared, ready_timeout_s, start=lambda: backend.start(prepared.plan)
+            backend,
+            prepared,
+            ready_timeout_s,
+            start=lambda: backend.start(prepared.plan, installing),
         )
         seconds_to_ready = time.monotonic() - containers_started
     except BaseException:

@@ -101,9 +101,9 @@ wait_answering() {  # ADDRESS...: until every node answers (the job may start wi
     wait_until "$address to answer" cli -h "$address" -p "$PORT" ping >/dev/null
   done
 }
-load_functions() {  # ADDRESS...: the library on every master (replicas receive it)
+load_functions() {  # ADDRESS...: the library on every master (replicas receive it); the
+  # scripts call it once every node answers
   loaded=0
-  wait_answering "$@"
   for address in "$@"; do
     if is_master "$address"; then
       cli -h "$address" -p "$PORT" -x function load replace < "$FUNCTIONS" >/dev/null

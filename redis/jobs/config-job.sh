@@ -50,3 +50,6 @@ note_recorded_sentinels() {  # SENTINEL_CONF...: RECORDED_SENTINELS=yes if one e
 own_directory() {  # DIRECTORY MODE
   mkdir -p "$1" && chown "$OWNER" "$1" && chmod "$2" "$1"
 }
+mark_installed() {  # MARKER: the node's files are all in place (its command waits for it)
+  : > "$1.new" && chown "$OWNER" "$1.new" && chmod 0400 "$1.new" && mv -f "$1.new" "$1"
+}

@@ -104,6 +104,16 @@ class ApplyingMocks(RecordingMocks):
                     read_only=bool(v.get("readOnly")),
                 )
                 for v in inputs.get("volumes") or []
+            ]
+            + [
+                Mount(
+                    m["target"],
+                    m["source"],
+                    type=m["type"],
+                    read_only=bool(m.get("readOnly")),
+                    no_copy=bool((m.get("volumeOptions") or {}).get("noCopy")),
+                )
+                for m in inputs.get("mounts") or []
             ],
             port_bindings={
                 f"{int(p['internal'])}/tcp": (p.get("ip") or "0.0.0.0", int(p["external"]))  # noqa: S104

@@ -93,15 +93,28 @@ def test_bad_input_and_missing_image_create_nothing(
 
 
 def test_failed_start_removes_what_it_created(
-    engine: docker.DockerClient, redis_image: str, tmp_path: Path
+    engine: docker.DockerClient, probe_image: str, tmp_path: Path
 ) -> None:
     name = unique_name("fail")
-    # A uid that does not own the image's /data: Redis cannot create its AOF and exits.
-    topology = load_topology("single", name, {"image": redis_image, "uid": 12345})
+    # An image without redis-server: the config job runs (a shell is all it needs), then
+    # the node's shell finds no Redis to start and exits.
+    topology = load_topology("single", name, {"image": probe_image})
     with pytest.raises(DeploymentError, match=r"stopped|restarting") as caught:
         up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=60)
-    assert "Permission denied" in str(caught.value)  # the container's log explains why
+    assert "redis-server: not found" in str(caught.value)  # the container's log explains why
     assert _labelled(engine, name) == []
+
+
+def test_a_uid_of_the_users_choosing_owns_the_data_folder(deploy: DeployFactory) -> None:
+    # The image's /data belongs to uid 999; a node mounts its volumes no_copy and the
+    # config job hands the folder to the topology's uid, so Redis can write its AOF.
+    deployment = deploy("single", "uid", uid=12345)
+    client = node_client(deployment.info, deployment.info.data_nodes()[0])
+    client.set("session:owned", "yes")
+    listed = deployment.container().exec_run(["ls", "-ldn", "/data", "/data/appendonlydir"])
+    folders = {line.split()[-1]: line.split() for line in listed.output.decode().splitlines()}
+    assert folders["/data"][0] == "drwx------" and folders["/data"][2] == "12345"
+    assert folders["/data/appendonlydir"][2] == "12345"  # Redis made it: it could write
 
 
 def test_down_keep_data_then_up_brings_the_data_back(

@@ -162,3 +162,11 @@ def test_a_new_sentinel_beside_recorded_ones_is_not_seeded_with_peers(tmp_path: 
     _run(tmp_path, f"note_recorded_sentinels {fresh} {recorded}\n"
                    f"install_keeping_sentinel_state {staged} {fresh} 0600")  # fmt: skip
     assert fresh.read_text() == "port 0\nsentinel myid " + "a" * 40 + "\n"
+
+
+def test_the_installed_marker_is_an_empty_owner_read_only_file(tmp_path: Path) -> None:
+    marker = tmp_path / "files-installed"
+    _run(tmp_path, f"mark_installed {marker}")
+    assert marker.read_bytes() == b""
+    assert (marker.stat().st_mode & 0o777) == 0o400
+    assert not (tmp_path / "files-installed.new").exists()

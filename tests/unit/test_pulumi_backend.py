@@ -137,10 +137,15 @@ def test_container_inputs_match_the_plan_and_are_hardened(
     assert inputs["ulimits"] == [{"name": "nproc", "soft": 256, "hard": 256}]
     assert inputs["restart"] == "unless-stopped"
     assert inputs["ports"] == [{"internal": 6379, "external": 16379, "ip": "127.0.0.1"}]
-    assert inputs["volumes"] == [
-        {"volumeName": "t-dev-redis-config", "containerPath": "/etc/redis-infra", "readOnly": True},
-        {"volumeName": "t-dev-redis-data", "containerPath": "/data", "readOnly": False},
-    ]
+    # no_copy: nothing of the image's folders lands on what the config job set up.
+    no_copy = {"noCopy": True}
+    assert inputs["mounts"] == [
+        {"target": "/etc/redis-infra", "type": "volume", "source": "t-dev-redis-config",
+         "readOnly": True, "volumeOptions": no_copy},
+        {"target": "/data", "type": "volume", "source": "t-dev-redis-data",
+         "readOnly": False, "volumeOptions": no_copy},
+    ]  # fmt: skip
+    assert "volumes" not in inputs
     assert [n["name"] for n in inputs["networksAdvanced"]] == ["t-dev-net", "t-dev-publish"]
     assert inputs["wait"] is True  # pulumi up waits for the TLS health check
     assert "uploads" not in inputs  # read-only rootfs: never uploads (Docker refuses them)

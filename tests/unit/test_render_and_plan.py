@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from infra.core.layout import Role, nodes
 from infra.core.model import Topology
 from infra.core.plan import build_plan
 from infra.core.plan_specs import LABEL_NAME, LABEL_SPEC, JobKind, Plan
-from infra.core.render import SECRET_MODE, render_topology
+from infra.core.render import CONF_DIR, SECRET_MODE, render_topology
 from infra.core.secrets import referenced, resolve
 from tests.unit.conftest import TopologyFactory
 
@@ -300,14 +301,15 @@ def test_sentinel_plan_keeps_sentinel_state_across_reruns(
 ) -> None:
     plan = _plan(make_topology, certificates_for, "sentinel")
     sentinels = [s for s in plan.containers if s.node.role is Role.SENTINEL]
-    assert len(sentinels) == 3 and sentinels[0].command == ("redis-sentinel", "/data/sentinel.conf")
+    assert len(sentinels) == 3
+    assert sentinels[0].command[2].endswith("; exec redis-sentinel /data/sentinel.conf")
     script = plan.config_job.command[2]
     assert (
         "install_keeping_sentinel_state /stage/p-sentinel-0/sentinel.conf "
         "/volumes/p-sentinel-0/data/sentinel.conf 0600"
     ) in script
     data = [s for s in plan.containers if s.node.role is not Role.SENTINEL]
-    assert all(s.command == ("redis-server", "/data/redis.conf") for s in data)
+    assert all(s.command[2].endswith("; exec redis-server /data/redis.conf") for s in data)
     assert (
         "install_keeping_role /stage/p-data-1/redis.conf /volumes/p-data-1/data/redis.conf"
         in script
@@ -517,3 +519,74 @@ def test_replicas_start_in_a_wave_after_every_master_and_sentinel(
     started = [spec.name for wave in waves for spec in wave]
     assert sorted(started) == sorted(spec.name for spec in plan.containers)  # each once
     assert len(waves) == (1 if kind == "single" else 2)
+
+
+@pytest.mark.parametrize("kind", ["single", "sentinel", "cluster"])
+def test_the_config_job_marks_each_node_installed_after_its_last_file(
+    make_topology: TopologyFactory, certificates_for: CertsFor, kind: str
+) -> None:
+    plan = _plan(make_topology, certificates_for, kind)
+    lines = plan.config_job.command[2].splitlines()
+    for spec in plan.containers:
+        root = f"/volumes/{spec.name}/"
+        mine = [i for i, line in enumerate(lines) if root in line]
+        marker = f"mark_installed {root}config/files-installed"
+        # The node's very last step; before it, its folders (data too: a node mounts
+        # its volumes no_copy, so nothing else hands the data folder to Redis).
+        assert lines[mine[-1]] == marker
+        assert lines.count(marker) == 1
+        assert f"own_directory {root}data 0700" in lines[: mine[-1]]
+        assert spec.command[:2] == ("sh", "-c")
+        assert spec.command[2].index(f"-e {CONF_DIR}/files-installed") < spec.command[2].index(
+            "exec redis-"
+        )
+
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # the local image's shell
+
+
+def _node_command(tmp_path: Path, plan: Plan) -> tuple[list[str], Path, dict[str, str]]:
+    """The node's command, run with busybox sh; its marker under tmp_path, and a fake
+    redis-server that says it ran."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "redis-server"
+    fake.write_text('#!/bin/sh\necho "redis-server ran with $1"\n')
+    fake.chmod(0o755)
+    marker = tmp_path / "files-installed"
+    script = plan.containers[0].command[2].replace(f"{CONF_DIR}/files-installed", str(marker))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return [BUSYBOX, "sh", "-c", script], marker, env
+
+
+def test_a_node_starts_redis_only_once_its_files_are_installed(
+    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path
+) -> None:
+    command, marker, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
+    node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            node.wait(timeout=0.5)  # no marker: still waiting, Redis not started
+        marker.touch()
+        out, _ = node.communicate(timeout=10)
+    finally:
+        node.kill()
+    assert node.returncode == 0
+    assert out.strip() == "redis-server ran with /etc/redis-infra/redis.conf"
+
+
+def test_a_node_still_waiting_for_its_files_stops_on_term(
+    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path
+) -> None:
+    # As PID 1 a shell ignores TERM unless it traps it: docker stop would wait 10 s.
+    command, _, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
+    node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            node.wait(timeout=0.3)
+        node.terminate()
+        out, _ = node.communicate(timeout=5)
+    finally:
+        node.kill()
+    assert node.returncode == 143
+    assert out == ""

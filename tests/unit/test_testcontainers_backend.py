@@ -27,9 +27,9 @@ CertsFor = Callable[[Topology], CertificateSet]
 class FakeContainer:
     """What the wait strategy sees of a container: its status, exit code and log."""
 
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str, restarts: int = 0) -> None:
         self.name, self.status = "t-redis", status
-        self.attrs = {"State": {"ExitCode": 1}}
+        self.attrs: dict[str, Any] = {"State": {"ExitCode": 1}, "RestartCount": restarts}
 
     def reload(self) -> None:
         pass
@@ -47,6 +47,13 @@ def test_a_stopped_node_fails_at_once_with_its_log() -> None:
         wait.wait_until_ready(FakeContainer("exited"))  # type: ignore[arg-type]
     with pytest.raises(DeploymentError, match="FATAL CONFIG FILE ERROR"):
         wait.wait_until_ready(FakeContainer("exited"))  # type: ignore[arg-type]
+
+
+def test_a_node_its_restart_policy_brought_back_fails_at_once_with_its_log() -> None:
+    # Running again, between two crashes: the restart count gives it away.
+    wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=30)
+    with pytest.raises(DeploymentError, match=r"(?s)t-redis stopped before.*FATAL"):
+        wait.wait_until_ready(FakeContainer("running", restarts=1))  # type: ignore[arg-type]
 
 
 def test_a_node_that_never_answers_times_out_with_its_log() -> None:
