@@ -95,6 +95,12 @@ def network_options(spec: NetworkSpec) -> dict[str, Any]:
     }
 
 
+def _config_failed(installing: Future[JobResult]) -> bool:
+    if not installing.done():
+        return False
+    return installing.exception() is not None or installing.result().exit_code != 0
+
+
 def volume_mounts(spec: ContainerSpec | JobSpec) -> list[Mount]:
     # no_copy: creating a container would copy the image's folder, owner and mode
     # included, into an empty volume, undoing the config job's owner-only folders if
@@ -146,9 +152,15 @@ class LocalBackend:
         created: Created,
         existing: Inventory,
     ) -> None:
-        """Create networks, volumes and containers and start them; record what was made."""
+        """Create networks, volumes and containers and start them; record what was made.
+
+        Nodes that existed before (a scale-out) start only once the config job ended:
+        their config volumes hold the previous run's files and marker."""
         installing = self.create_stopped(plan, secrets, host_ports, extra_labels, created, existing)
-        self.start(plan, installing)
+        if existing.containers:
+            self.start(plan, installing, after_config=True)
+        else:
+            self.start(plan, installing)
 
     def create_stopped(
         self,
@@ -163,18 +175,26 @@ class LocalBackend:
         (created, not started); record what was made. Returns the config job, maybe
         still running: a node waits for its last file, so `start` need not wait."""
         for volume in plan.volumes:
-            if volume.name not in existing.volumes:
-                self._create_volume(volume, extra_labels)
-                created.volumes.append(volume.name)
+            if volume.name in existing.volumes and not existing.containers:
+                if volume.purpose != "config":
+                    continue  # kept data (down --keep-data)
+                # A config volume that outlived its node (a `down` cut short) holds a
+                # previous run's files and marker: a node started beside the job would
+                # run on them. It is rebuilt from scratch anyway.
+                self._remove_volume(volume.name)
+            elif volume.name in existing.volumes:
+                continue
+            self._create_volume(volume, extra_labels)
+            created.volumes.append(volume.name)
         # The config job runs on no network: the networks are made meanwhile, then the
         # nodes (their volumes are mounted no_copy: see volume_mounts). Docker creates
         # containers concurrently (one after another cost ~0.3 s each).
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
         made: list[str] = []  # appended by the workers the moment Docker made each one
         installer = ThreadPoolExecutor(max_workers=1)
-        installing = installer.submit(self.run_job, plan.config_job, secrets)
-        installer.shutdown(wait=False)  # the future outlives this call
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
+        installing: Future[JobResult] = installer.submit(self.run_job, plan.config_job, secrets)
+        installer.shutdown(wait=False)  # the future outlives this call
         try:
             networks = [
                 pool.submit(self._create_network, network, created)
@@ -200,21 +220,36 @@ class LocalBackend:
             created.networks.sort(key=[n.name for n in plan.networks].index)
         return installing
 
-    def start(self, plan: Plan, installing: Future[JobResult] | None = None) -> None:
+    def start(
+        self,
+        plan: Plan,
+        installing: Future[JobResult] | None = None,
+        *,
+        after_config: bool = False,
+    ) -> None:
         """Start every node container of the plan, wave after wave (Plan.start_waves),
-        each wave side by side; then, if `installing` (the config job) is given, until
-        it ended well. The nodes wait for its last file, so they start while it runs."""
+        each wave side by side; if `installing` (the config job) is given, return only
+        once it ended well. A fresh node waits for the job's last file, so it may start
+        while the job runs; `after_config` waits for the job first."""
+        if installing is not None and after_config:
+            self.finish_config(plan, installing)
+            installing = None
         try:
             with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
                 for wave in plan.start_waves:
+                    if installing is not None and _config_failed(installing):
+                        break  # no node more: finish_config says why
                     for future in [pool.submit(self.api.start, spec.name) for spec in wave]:
                         future.result()
         except BaseException:
             if installing is not None:
                 self.abandon_config(plan, installing)
             raise
-        if installing is None:
-            return
+        if installing is not None:
+            self.finish_config(plan, installing)
+
+    def finish_config(self, plan: Plan, installing: Future[JobResult]) -> None:
+        """Until the config job ended; raise with its log unless it succeeded."""
         try:
             result = installing.result()
         except BaseException:  # its own failure, or Ctrl-C while waiting for it
@@ -410,8 +445,11 @@ class LocalBackend:
         for network in created.networks:
             self._remove_network(network)
         for volume in created.volumes:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.volumes.get(volume).remove(force=True)
+            self._remove_volume(volume)
+
+    def _remove_volume(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(name).remove(force=True)
 
     def remove_container(self, name: str) -> None:
         try:

@@ -280,8 +280,9 @@ class TestcontainersBackend:
                 waves = [[self.nodes[spec.name] for spec in wave] for wave in plan.start_waves]
                 self._start_side_by_side(waves, plan, installing, secrets)
             finally:
-                if not installing.done():  # a failure before the nodes' start: end the job
+                while not installing.done():  # a failure before the nodes' start: end it
                     self._remove(plan.config_job.name)
+                    wait([installing], timeout=0.5)
                 pool.shutdown(wait=True)
                 # Every network made is recorded, whatever failed, so stop() removes it.
                 self.networks += [n.result() for n in made if n.exception() is None]
@@ -333,8 +334,13 @@ class TestcontainersBackend:
             self.run_job(job, secrets)
 
     def _remove(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             self.client.api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):  # the job's own stop() removing it
+                raise
 
     def _create_volume(self, spec: VolumeSpec) -> None:
         self.client.volumes.create(

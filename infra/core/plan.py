@@ -9,8 +9,9 @@ How files reach the nodes: pulumi-docker's `uploads` copies to `/` of a containe
 which Docker refuses on a read-only root filesystem. So a one-shot *config job*
 container (writable root, no network, only the capabilities it needs) receives
 every node's files as uploads under `/stage`, copies them into each node's config
-volume with the right owner and modes, and exits 0. Redis containers then mount
-their config volume read-only and start after the job succeeded.
+volume with the right owner and modes, writes a marker last, and exits 0. Redis
+containers mount their config volume read-only and start Redis only once the marker
+is there, so a backend may start them while the job runs (Pulumi starts them after).
 
 The plan's data types are in plan_specs, its jobs in plan_jobs; this module decides.
 """
@@ -168,14 +169,22 @@ def _healthcheck(topology: Topology, node: Node) -> HealthcheckSpec:
     return HealthcheckSpec(test=test, interval_s=5, timeout_s=3, retries=3, start_period_s=10)
 
 
+# How long a node waits for the config job's files before it exits (and its restart
+# policy tries again): the job's own timeout is 60 s.
+FILES_WAIT_POLLS = 6000  # of 0.02 s: 120 s
+
+
 def _wait_for_files_then(program: str, config_path: str) -> tuple[str, ...]:
     """The node's command: Redis once the config job has installed every file, so the
     node starts beside the job rather than after it (~0.3 s each here). Until then a
     TERM ends the wait (PID 1 has no default handler); then Redis is PID 1 itself."""
     marker = shlex.quote(f"{CONF_DIR}/{FILES_INSTALLED}")
     script = (
-        "trap 'exit 143' TERM; "
-        f"until [ -e {marker} ]; do sleep 0.02; done; "
+        "trap 'exit 143' TERM; polls=0; "
+        f"until [ -e {marker} ]; do "
+        f'[ "$polls" -lt {FILES_WAIT_POLLS} ] || '
+        f"{{ echo 'no config files after 120 s: did the config job fail?' >&2; exit 1; }}; "
+        "polls=$((polls + 1)); sleep 0.02; done; "
         f"exec {program} {shlex.quote(config_path)}"
     )
     return ("sh", "-c", script)

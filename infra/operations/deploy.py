@@ -156,6 +156,7 @@ def up(
             )
     created = Created()
     extra_labels = {LABEL_STATE_DIR: str(prepared.state.path)}
+    installing: Future[JobResult] | None = None
     try:
         installing = backend.create_stopped(
             prepared.plan, prepared.secrets, prepared.host_ports, extra_labels, created, inventory
@@ -168,6 +169,8 @@ def up(
         )
         seconds_to_ready = time.monotonic() - containers_started
     except BaseException:
+        if installing is not None:  # its volumes cannot go while it runs
+            backend.abandon_config(prepared.plan, installing)
         backend.rollback(created)
         raise
     written = write_connection_files(prepared, out)

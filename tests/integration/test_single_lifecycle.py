@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -15,7 +17,9 @@ import pytest
 from infra.backends.local import LocalBackend
 from infra.core.connection import read_connection_file
 from infra.core.errors import DeploymentError, EngineError
+from infra.core.plan_specs import LABEL_NAME, LABEL_VOLUME
 from infra.core.topology import load_topology
+from infra.operations import deploy as deploy_operations
 from infra.operations.client import node_client
 from infra.operations.deploy import DeploymentDiffersError, down, up
 from tests.integration.conftest import DeployFactory, unique_name
@@ -115,6 +119,48 @@ def test_a_uid_of_the_users_choosing_owns_the_data_folder(deploy: DeployFactory)
     folders = {line.split()[-1]: line.split() for line in listed.output.decode().splitlines()}
     assert folders["/data"][0] == "drwx------" and folders["/data"][2] == "12345"
     assert folders["/data/appendonlydir"][2] == "12345"  # Redis made it: it could write
+
+
+def test_a_config_volume_left_behind_is_rebuilt_before_its_node_starts(
+    engine: docker.DockerClient,
+    redis_image: str,
+    probe_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a `down` cut short leaves: the config volume, with an earlier run's marker
+    # and a redis.conf that serves plaintext. A node started beside the job must not
+    # run on it: the deployment comes up on its own files, TLS only. The job is slowed
+    # by 2 s, so the node surely starts while it runs.
+    real_prepare = deploy_operations.prepare
+
+    def slow_config_job(*args: Any, **kwargs: Any) -> deploy_operations.Prepared:
+        prepared = real_prepare(*args, **kwargs)
+        job = prepared.plan.config_job
+        slow = dataclasses.replace(job, command=(*job.command[:2], f"sleep 2\n{job.command[2]}"))
+        plan = dataclasses.replace(prepared.plan, config_job=slow)
+        return dataclasses.replace(prepared, plan=plan)
+
+    monkeypatch.setattr(deploy_operations, "prepare", slow_config_job)
+    name = unique_name("stale")
+    volume = f"{name}-redis-config"
+    engine.volumes.create(volume, labels={LABEL_NAME: name, LABEL_VOLUME: "config"})
+    topology = load_topology("single", name, {"image": redis_image})
+    try:
+        engine.containers.run(
+            probe_image,
+            ["sh", "-c", "echo 'port 6379' > /v/redis.conf && touch /v/files-installed"],
+            volumes={volume: {"bind": "/v", "mode": "rw"}},
+            user="0:0",
+            remove=True,
+        )
+        result = up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=30)
+        assert node_client(result.info, result.info.data_nodes()[0]).ping()
+        node = engine.containers.get(f"{name}-redis")
+        conf = node.exec_run(["cat", "/etc/redis-infra/redis.conf"]).output.decode()
+        assert "\nport 0\n" in conf and "port 6379" not in conf.splitlines()
+    finally:
+        down(name, engine, keep_data=False)
 
 
 def test_down_keep_data_then_up_brings_the_data_back(

@@ -578,7 +578,8 @@ def test_a_node_starts_redis_only_once_its_files_are_installed(
 def test_a_node_still_waiting_for_its_files_stops_on_term(
     make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path
 ) -> None:
-    # As PID 1 a shell ignores TERM unless it traps it: docker stop would wait 10 s.
+    # As PID 1 (in the container) a shell ignores TERM unless it traps it, and docker
+    # stop would wait 10 s. Not PID 1 here: the trap shows as exit 143, not death by -15.
     command, _, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
     node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -590,3 +591,17 @@ def test_a_node_still_waiting_for_its_files_stops_on_term(
         node.kill()
     assert node.returncode == 143
     assert out == ""
+
+
+def test_a_node_whose_files_never_come_exits_saying_why(
+    make_topology: TopologyFactory,
+    certificates_for: CertsFor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("infra.core.plan.FILES_WAIT_POLLS", 3)
+    command, _, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 1  # its restart policy tries again; up reports the restart
+    assert "no config files after 120 s: did the config job fail?" in done.stderr
+    assert "redis-server ran" not in done.stdout

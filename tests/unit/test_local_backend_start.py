@@ -1,0 +1,106 @@
+"""LocalBackend.start beside a config job that may still run: what it starts, and
+what it says when the job fails (a fake Docker API records the calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from infra.backends.local import JobResult, LocalBackend
+from infra.core.certs import CertificateSet
+from infra.core.errors import DeploymentError
+from infra.core.model import Topology
+from infra.core.plan import build_plan
+from infra.core.plan_specs import Plan
+from tests.unit.conftest import TopologyFactory
+
+CertsFor = Callable[[Topology], CertificateSet]
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.removed: list[str] = []
+
+    def start(self, name: str) -> None:
+        self.started.append(name)
+
+    def remove_container(self, name: str, **_: Any) -> None:
+        self.removed.append(name)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.api = FakeApi()
+
+
+def _backend() -> tuple[LocalBackend, FakeApi]:
+    client = FakeClient()
+    return LocalBackend(client), client.api  # type: ignore[arg-type]
+
+
+def _ended(exit_code: int) -> Future[JobResult]:
+    future: Future[JobResult] = Future()
+    future.set_result(JobResult("t-config", exit_code, "chown: Operation not permitted", 0.1))
+    return future
+
+
+def _plan(make_topology: TopologyFactory, certificates_for: CertsFor) -> Plan:
+    topology = make_topology("sentinel")
+    return build_plan(topology, certificates_for(topology), subnet="10.213.7.0/24")
+
+
+def test_nodes_start_in_waves_and_start_returns_once_the_job_succeeded(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for)
+    backend, api = _backend()
+    backend.start(plan, _ended(0))
+    assert api.started == [spec.name for wave in plan.start_waves for spec in wave]
+
+
+def test_a_failed_config_job_fails_the_start_with_its_log_and_starts_nothing_more(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for)
+    backend, api = _backend()
+    with pytest.raises(DeploymentError, match=r"(?s)config job t-config exited 1.*chown"):
+        backend.start(plan, _ended(1))
+    assert api.started == []  # it had ended before the first wave
+
+
+def test_a_running_job_is_removed_when_the_start_is_interrupted(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for)
+    backend, api = _backend()
+    running: Future[JobResult] = Future()
+    removed = api.remove_container
+
+    def remove_container(name: str, **options: Any) -> None:
+        removed(name, **options)
+        if name == plan.config_job.name and not running.done():
+            running.set_exception(DeploymentError("its container went away"))  # its wait ends
+
+    def interrupted(name: str) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the engine starts a node, the job running
+
+    api.remove_container = remove_container  # type: ignore[method-assign]
+    api.start = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        backend.start(plan, running)
+    assert plan.config_job.name in api.removed
+
+
+def test_existing_nodes_start_only_after_the_job(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    # A scale-out: the old nodes' config volumes hold the previous files and marker.
+    plan = _plan(make_topology, certificates_for)
+    backend, api = _backend()
+    with pytest.raises(DeploymentError):
+        backend.start(plan, _ended(1), after_config=True)
+    assert api.started == []
