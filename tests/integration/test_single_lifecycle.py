@@ -157,7 +157,9 @@ def test_a_config_volume_left_behind_is_rebuilt_before_its_node_starts(
         result = up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=30)
         assert node_client(result.info, result.info.data_nodes()[0]).ping()
         node = engine.containers.get(f"{name}-redis")
-        conf = node.exec_run(["cat", "/etc/redis-infra/redis.conf"]).output.decode()
+        output = node.exec_run(["cat", "/etc/redis-infra/redis.conf"]).output
+        assert isinstance(output, bytes)  # not streamed
+        conf = output.decode()
         assert "\nport 0\n" in conf and "port 6379" not in conf.splitlines()
     finally:
         down(name, engine, keep_data=False)
