@@ -154,13 +154,14 @@ class LocalBackend:
     ) -> None:
         """Create networks, volumes and containers and start them; record what was made.
 
-        Nodes that existed before (a scale-out) start only once the config job ended:
-        their config volumes hold the previous run's files and marker."""
+        Where nodes existed before (a scale-out), every node starts only once the config
+        job ended: the old ones' config volumes hold the previous run's files and marker."""
         installing = self.create_stopped(plan, secrets, host_ports, extra_labels, created, existing)
-        if existing.containers:
-            self.start(plan, installing, after_config=True)
-        else:
-            self.start(plan, installing)
+        try:
+            self.start(plan, installing, after_config=bool(existing.containers))
+        except BaseException:
+            self.abandon_config(plan, installing)  # done already, unless Ctrl-C came first
+            raise
 
     def create_stopped(
         self,

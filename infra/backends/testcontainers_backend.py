@@ -303,6 +303,8 @@ class TestcontainersBackend:
         try:
             futures.append(pool.submit(self._run_jobs, jobs, secrets, cancelled))
             for wave in waves:  # the next wave once the engine started this one's nodes
+                if installing.done() and installing.exception() is not None:
+                    break  # no node more: the job's error is raised below
                 starting = [pool.submit(_start, node) for node in wave]
                 futures += starting
                 for node, future in zip(wave, starting, strict=True):

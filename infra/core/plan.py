@@ -179,11 +179,12 @@ def _wait_for_files_then(program: str, config_path: str) -> tuple[str, ...]:
     node starts beside the job rather than after it (~0.3 s each here). Until then a
     TERM ends the wait (PID 1 has no default handler); then Redis is PID 1 itself."""
     marker = shlex.quote(f"{CONF_DIR}/{FILES_INSTALLED}")
+    give_up = f"no config files after {FILES_WAIT_POLLS // 50} s: did the config job fail?"
     script = (
         "trap 'exit 143' TERM; polls=0; "
         f"until [ -e {marker} ]; do "
         f'[ "$polls" -lt {FILES_WAIT_POLLS} ] || '
-        f"{{ echo 'no config files after 120 s: did the config job fail?' >&2; exit 1; }}; "
+        f"{{ echo {shlex.quote(give_up)} >&2; exit 1; }}; "
         "polls=$((polls + 1)); sleep 0.02; done; "
         f"exec {program} {shlex.quote(config_path)}"
     )

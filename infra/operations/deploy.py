@@ -34,7 +34,14 @@ from infra.core.errors import ConfigError, DeploymentError
 from infra.core.layout import single_engine_only
 from infra.core.model import Topology
 from infra.core.plan import build_plan, fixed_addresses, needs_fixed_addresses
-from infra.core.plan_specs import LABEL_ROLE, READY_TIMEOUT_S, JobKind, JobSpec, Plan
+from infra.core.plan_specs import (
+    LABEL_ROLE,
+    LABEL_VOLUME,
+    READY_TIMEOUT_S,
+    JobKind,
+    JobSpec,
+    Plan,
+)
 from infra.operations.observe_sentinel import node_role
 from infra.operations.readiness import wait_for_ping, wait_topology_ready
 from infra.operations.state import StateDir, default_state_dir, port_in_use
@@ -169,15 +176,22 @@ def up(
         )
         seconds_to_ready = time.monotonic() - containers_started
     except BaseException:
-        if installing is not None:  # its volumes cannot go while it runs
-            backend.abandon_config(prepared.plan, installing)
-        backend.rollback(created)
+        try:
+            if installing is not None:  # its volumes cannot go while it runs
+                backend.abandon_config(prepared.plan, installing)
+        finally:
+            backend.rollback(created)
         raise
     written = write_connection_files(prepared, out)
     prepared.state.save_settings(topology.settings)
     notes = []
-    if inventory.volumes:
-        notes.append(f"reused {len(inventory.volumes)} kept volume(s): data from before is back")
+    kept = [
+        v
+        for v in inventory.volumes
+        if inventory.volume_labels.get(v, {}).get(LABEL_VOLUME) == "data"
+    ]
+    if kept:  # a config volume left behind was rebuilt, not reused
+        notes.append(f"reused {len(kept)} kept volume(s): data from before is back")
     return UpResult(
         prepared.info, written, True, time.monotonic() - started, seconds_to_ready, notes
     )

@@ -3,13 +3,15 @@ what it says when the job fails (a fake Docker API records the calls)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
-from infra.backends.local import JobResult, LocalBackend
+from infra.backends.local import Created, JobResult, LocalBackend
+from infra.backends.local_inventory import Inventory
 from infra.core.certs import CertificateSet
 from infra.core.errors import DeploymentError
 from infra.core.model import Topology
@@ -95,12 +97,24 @@ def test_a_running_job_is_removed_when_the_start_is_interrupted(
     assert plan.config_job.name in api.removed
 
 
-def test_existing_nodes_start_only_after_the_job(
-    make_topology: TopologyFactory, certificates_for: CertsFor
+@pytest.mark.parametrize(("existing", "before_the_job_ended"), [(True, 0), (False, 6)])
+def test_a_scale_out_starts_its_nodes_only_after_the_job(
+    make_topology: TopologyFactory,
+    certificates_for: CertsFor,
+    monkeypatch: pytest.MonkeyPatch,
+    existing: bool,
+    before_the_job_ended: int,
 ) -> None:
-    # A scale-out: the old nodes' config volumes hold the previous files and marker.
+    # Existing nodes' config volumes hold the previous files and marker: with any node
+    # already there, none starts before the job ended; a fresh deployment's do.
     plan = _plan(make_topology, certificates_for)
     backend, api = _backend()
-    with pytest.raises(DeploymentError):
-        backend.start(plan, _ended(1), after_config=True)
-    assert api.started == []
+    running: Future[JobResult] = Future()
+    job_done: list[bool] = []
+    api.start = lambda name: job_done.append(running.done())  # type: ignore[method-assign]
+    monkeypatch.setattr(backend, "create_stopped", lambda *args: running)
+    threading.Timer(0.5, running.set_result, [JobResult("t-config", 0, "", 0.5)]).start()
+    inventory = Inventory(containers={"unit-data-0": None} if existing else {})  # type: ignore[dict-item]
+    backend.create(plan, {}, {}, {}, Created(), inventory)
+    assert len(job_done) == len(plan.containers)
+    assert job_done.count(False) == before_the_job_ended  # fresh: all six, beside the job

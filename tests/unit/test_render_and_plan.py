@@ -545,9 +545,11 @@ def test_the_config_job_marks_each_node_installed_after_its_last_file(
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"  # the local image's shell
 
 
-def _node_command(tmp_path: Path, plan: Plan) -> tuple[list[str], Path, dict[str, str]]:
-    """The node's command, run with busybox sh; its marker under tmp_path, and a fake
-    redis-server that says it ran."""
+def _node_command(
+    tmp_path: Path, plan: Plan, shell: str = BUSYBOX
+) -> tuple[list[str], Path, dict[str, str]]:
+    """The node's command, run with busybox sh (the local image's) or another shell; its
+    marker under tmp_path, and a fake redis-server that says it ran."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "redis-server"
@@ -556,13 +558,20 @@ def _node_command(tmp_path: Path, plan: Plan) -> tuple[list[str], Path, dict[str
     marker = tmp_path / "files-installed"
     script = plan.containers[0].command[2].replace(f"{CONF_DIR}/files-installed", str(marker))
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    return [BUSYBOX, "sh", "-c", script], marker, env
+    prefix = [BUSYBOX, "sh"] if shell == BUSYBOX else [shell]
+    return [*prefix, "-c", script], marker, env
 
 
+# busybox ash in the local image; dash is /bin/sh in Debian-based official images.
+SHELLS = [BUSYBOX, *filter(None, [shutil.which("dash")])]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_a_node_starts_redis_only_once_its_files_are_installed(
-    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path
+    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path, shell: str
 ) -> None:
-    command, marker, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
+    plan = _plan(make_topology, certificates_for, "single")
+    command, marker, env = _node_command(tmp_path, plan, shell)
     node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
@@ -575,12 +584,14 @@ def test_a_node_starts_redis_only_once_its_files_are_installed(
     assert out.strip() == "redis-server ran with /etc/redis-infra/redis.conf"
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 def test_a_node_still_waiting_for_its_files_stops_on_term(
-    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path
+    make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path, shell: str
 ) -> None:
     # As PID 1 (in the container) a shell ignores TERM unless it traps it, and docker
     # stop would wait 10 s. Not PID 1 here: the trap shows as exit 143, not death by -15.
-    command, _, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
+    plan = _plan(make_topology, certificates_for, "single")
+    command, _, env = _node_command(tmp_path, plan, shell)
     node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
@@ -593,15 +604,18 @@ def test_a_node_still_waiting_for_its_files_stops_on_term(
     assert out == ""
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 def test_a_node_whose_files_never_come_exits_saying_why(
     make_topology: TopologyFactory,
     certificates_for: CertsFor,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    shell: str,
 ) -> None:
-    monkeypatch.setattr("infra.core.plan.FILES_WAIT_POLLS", 3)
-    command, _, env = _node_command(tmp_path, _plan(make_topology, certificates_for, "single"))
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=10)
+    monkeypatch.setattr("infra.core.plan.FILES_WAIT_POLLS", 100)  # 2 s
+    plan = _plan(make_topology, certificates_for, "single")
+    command, _, env = _node_command(tmp_path, plan, shell)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=20)
     assert done.returncode == 1  # its restart policy tries again; up reports the restart
-    assert "no config files after 120 s: did the config job fail?" in done.stderr
+    assert "no config files after 2 s: did the config job fail?" in done.stderr
     assert "redis-server ran" not in done.stdout
