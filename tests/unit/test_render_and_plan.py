@@ -566,16 +566,28 @@ def _node_command(
 SHELLS = [BUSYBOX, *filter(None, [shutil.which("dash")])]
 
 
+def _still_waiting(
+    command: list[str], env: dict[str, str], seconds: float
+) -> subprocess.Popen[str]:
+    """The node's command started, and still waiting (Redis not started) `seconds` later."""
+    node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            node.wait(timeout=seconds)
+    except BaseException:
+        node.kill()
+        raise
+    return node
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_a_node_starts_redis_only_once_its_files_are_installed(
     make_topology: TopologyFactory, certificates_for: CertsFor, tmp_path: Path, shell: str
 ) -> None:
     plan = _plan(make_topology, certificates_for, "single")
     command, marker, env = _node_command(tmp_path, plan, shell)
-    node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    node = _still_waiting(command, env, 0.5)  # no marker yet
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            node.wait(timeout=0.5)  # no marker: still waiting, Redis not started
         marker.touch()
         out, _ = node.communicate(timeout=10)
     finally:
@@ -592,10 +604,8 @@ def test_a_node_still_waiting_for_its_files_stops_on_term(
     # stop would wait 10 s. Not PID 1 here: the trap shows as exit 143, not death by -15.
     plan = _plan(make_topology, certificates_for, "single")
     command, _, env = _node_command(tmp_path, plan, shell)
-    node = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    node = _still_waiting(command, env, 0.3)
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            node.wait(timeout=0.3)
         node.terminate()
         out, _ = node.communicate(timeout=5)
     finally:
