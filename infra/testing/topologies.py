@@ -53,9 +53,13 @@ class SentinelDeployment(RedisDeployment):
         return [self._sentinels().current_master()]
 
     def _master_now(self, avoid: str) -> str | None:
-        """The master every reachable sentinel names: sentinels switch one by one, and a
-        client asking one that has not switched yet would still be sent to the old."""
-        return self._sentinels().current_master()
+        """The master every reachable sentinel names, and holds in the entry clients
+        read: sentinels switch one by one, and a client asking one that has not switched
+        yet (or the leader, until its failover ends) would still be sent to the old."""
+        sentinels = self._sentinels()
+        named = sentinels.current_master()
+        held = {master for master in sentinels.client_masters().values() if master}
+        return named if held == {named} else None
 
     def _sentinels(self) -> SentinelDrill:
         return SentinelDrill(self.info, self._engine())

@@ -94,6 +94,28 @@ class SentinelDrill(Drill):
                 client.close()
         return views
 
+    def client_masters(self) -> dict[str, str | None]:
+        """The master each sentinel's own entry holds now (`SENTINEL MASTER`, what
+        redis-py's discover_master reads; None: unreachable). It moves only once the
+        failover ends: until then the leader already names the promoted replica to
+        GET-MASTER-ADDR-BY-NAME, but sends a client to the old master if that is back."""
+        views: dict[str, str | None] = {}
+        for sentinel in self.info.sentinels():
+            client = self._admin(sentinel.name)
+            try:
+                views[sentinel.name] = self.info.node_name(str(self._master_entry(client)["ip"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                views[sentinel.name] = None
+            finally:
+                client.close()
+        return views
+
+    def _master_entry(self, sentinel: redis.Redis) -> dict[str, Any]:
+        reply = sentinel.execute_command("SENTINEL", "MASTER", self.service)
+        if isinstance(reply, dict):
+            return {str(key): value for key, value in reply.items()}
+        return dict(zip(reply[::2], reply[1::2], strict=True))
+
     def current_master(self) -> str:
         named = {master for master in self.sentinel_masters().values() if master}
         if len(named) != 1:
@@ -103,12 +125,7 @@ class SentinelDrill(Drill):
     def configuration(self) -> dict[str, Any]:
         sentinel = self._admin(self.info.sentinels()[0].name)
         try:
-            reply = sentinel.execute_command("SENTINEL", "MASTER", self.service)
-            fields = (
-                reply
-                if isinstance(reply, dict)
-                else dict(zip(reply[::2], reply[1::2], strict=True))
-            )
+            fields = self._master_entry(sentinel)
         finally:
             sentinel.close()
         # The data nodes' settings, as deployed: no day-to-day user may CONFIG GET (it
