@@ -42,6 +42,7 @@ from infra.core.plan_specs import (
     JobSpec,
     Plan,
 )
+from infra.operations.function_library import container_jobs, host_loads_library, load_library
 from infra.operations.observe_sentinel import node_role
 from infra.operations.readiness import wait_for_ping, wait_topology_ready
 from infra.operations.state import StateDir, default_state_dir, port_in_use
@@ -225,10 +226,11 @@ def _wait_ready(
     # Fresh containers must not stop or restart while starting: fail at once if they do.
     alive = (lambda: backend.check_running(names)) if fresh else None
     published = any(node.host is not None for node in info.nodes)
-    jobs = prepared.plan.bootstrap_jobs if fresh else ()
-    # The bootstrap jobs (cluster create, the function library) start with the nodes:
-    # each waits for the nodes it needs, and its container's own start (~0.3 s here)
-    # overlaps theirs instead of following it.
+    library_from_host = fresh and host_loads_library(prepared.plan, info)
+    jobs = container_jobs(prepared.plan, info) if fresh else ()
+    # The bootstrap jobs (cluster create, the function library unless the host loads
+    # it) start with the nodes: each waits for the nodes it needs, and its container's
+    # own start (~0.3 s here) overlaps theirs instead of following it.
     cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(_run_jobs, backend, jobs, prepared.secrets, cancelled)
@@ -246,6 +248,8 @@ def _wait_ready(
             raise
     if published:
         wait_topology_ready(info, max(deadline - time.monotonic(), 10.0), alive)
+    if library_from_host:
+        load_library(info, max(deadline - time.monotonic(), 10.0), alive)
     return started
 
 

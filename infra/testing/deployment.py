@@ -25,6 +25,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -52,6 +53,7 @@ from infra.operations.drills.faults import Faults
 from infra.operations.drills.report import DrillReport, WriteOutcome, write_outcome
 from infra.operations.drills.run import DRILLS
 from infra.operations.drills.writer import SequencedWriter, WriteLog, WriteTarget
+from infra.operations.function_library import container_jobs, host_loads_library, load_library
 from infra.operations.readiness import wait_topology_ready
 from infra.testing.sweep import OWNER_LABEL, owner_label, private_home, remove_deployment
 
@@ -194,9 +196,14 @@ class RedisDeployment:
                 )
             else:  # not reachable from here: Docker's health check (the same PING) decides
                 waits[spec.name] = HealthcheckWaitStrategy().with_startup_timeout(int(timeout))
-        backend.create(prepared.plan, prepared.secrets, prepared.host_ports, waits)
+        # The function library comes from here when every node is published (as `up`
+        # does it): the plan without that job container.
+        plan = replace(prepared.plan, bootstrap_jobs=container_jobs(prepared.plan, info))
+        backend.create(plan, prepared.secrets, prepared.host_ports, waits)
         if any(node.host is not None for node in info.nodes):
             wait_topology_ready(info, timeout, self._alive)
+        if host_loads_library(prepared.plan, info):
+            load_library(info, timeout, self._alive)
 
     def _alive(self) -> None:
         """Raise with the log of a node that stopped or restarted while starting."""

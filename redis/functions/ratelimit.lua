@@ -1,6 +1,7 @@
 #!lua name=ratelimit
 -- Rate limiting as a Redis Function library, loaded by the deployment as the operator
--- (`<name>-functions` job, or the cluster job). Applications call these with FCALL
+-- (from the host by `up` and the fixtures, else the `<name>-functions` job; the cluster
+-- job in a Cluster). Applications call these with FCALL
 -- instead of sending their own scripts: access.app_eval is off by default, because a
 -- script's Lua memory is outside maxmemory and one EVAL can exhaust a node.
 -- Both read the server's clock (TIME), so clients need no synchronised time.
