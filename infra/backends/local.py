@@ -237,11 +237,19 @@ class LocalBackend:
             installing = None
         try:
             with ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS) as pool:
+                started: list[Future[None]] = []
                 for wave in plan.start_waves:
                     if installing is not None and _config_failed(installing):
                         break  # no node more: finish_config says why
-                    for future in [pool.submit(self.api.start, spec.name) for spec in wave]:
-                        future.result()
+                    starting = [(spec, pool.submit(self.api.start, spec.name)) for spec in wave]
+                    started += [future for _, future in starting]
+                    # The next wave waits for this one's data nodes only (the replicas
+                    # for their master), not for the sentinels starting beside it.
+                    for spec, future in starting:
+                        if spec.node.is_data_node:
+                            future.result()
+                for future in started:
+                    future.result()
         except BaseException:
             if installing is not None:
                 self.abandon_config(plan, installing)

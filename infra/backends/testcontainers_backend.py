@@ -102,6 +102,7 @@ class PlanNode(DockerContainer):
         wait: WaitStrategy,
     ) -> None:
         super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
+        self.spec = spec
         self.image = spec.image  # the plan's, never behind a hub prefix from the environment
         self._docker = _PrepareThenStart(attachments=spec.networks[1:])
         first = spec.networks[0]
@@ -244,7 +245,7 @@ class TestcontainersBackend:
     labels: dict[str, str]  # beside the plan's own: the state folder, the fixture owner
     networks: list[Network] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
-    nodes: dict[str, DockerContainer] = field(default_factory=dict)
+    nodes: dict[str, PlanNode] = field(default_factory=dict)
     nodes_started_at: float | None = None  # monotonic clock, as the first node starts
 
     def create(
@@ -289,7 +290,7 @@ class TestcontainersBackend:
 
     def _start_side_by_side(
         self,
-        waves: list[list[DockerContainer]],
+        waves: list[list[PlanNode]],
         plan: Plan,
         installing: Future[Any],
         secrets: Mapping[str, str],
@@ -307,8 +308,11 @@ class TestcontainersBackend:
                     break  # no node more: the job's error is raised below
                 starting = [pool.submit(_start, node) for node in wave]
                 futures += starting
+                # The next wave waits for this one's data nodes only (the replicas for
+                # their master), not for the sentinels starting beside it.
                 for node, future in zip(wave, starting, strict=True):
-                    _engine_started(node, future)
+                    if node.spec.node.is_data_node:
+                        _engine_started(node, future)
             # The first failure counts (a failed config job leaves the nodes waiting, a
             # failed node leaves the jobs waiting): raised before anything is awaited.
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)

@@ -61,7 +61,40 @@ def test_nodes_start_in_waves_and_start_returns_once_the_job_succeeded(
     plan = _plan(make_topology, certificates_for)
     backend, api = _backend()
     backend.start(plan, _ended(0))
-    assert api.started == [spec.name for wave in plan.start_waves for spec in wave]
+    first, replicas = ([spec.name for spec in wave] for wave in plan.start_waves)
+    assert sorted(api.started) == sorted(first + replicas)
+    master_started = api.started.index(first[0])  # the master leads the first wave
+    assert all(api.started.index(replica) > master_started for replica in replicas)
+
+
+class SlowSentinelsApi(FakeApi):
+    """Docker's start of every sentinel returns only once both replicas were started."""
+
+    def __init__(self, replicas: list[str]) -> None:
+        super().__init__()
+        self.replicas = set(replicas)
+        self.replicas_started = threading.Event()
+
+    def start(self, name: str) -> None:
+        if "sentinel" in name and not self.replicas_started.wait(timeout=5):
+            raise TimeoutError(f"{name}: the replicas waited for the sentinels' start")
+        super().start(name)
+        if self.replicas <= set(self.started):
+            self.replicas_started.set()
+
+
+def test_the_replicas_wait_for_their_master_start_not_for_the_sentinels(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    plan = _plan(make_topology, certificates_for)
+    _, replicas = ([spec.name for spec in wave] for wave in plan.start_waves)
+    api = SlowSentinelsApi(replicas)
+    client = FakeClient()
+    client.api = api
+    backend = LocalBackend(client)  # type: ignore[arg-type]
+    backend.start(plan, _ended(0))
+    # Every node started; the sentinels' starts returned only after the replicas began.
+    assert sorted(api.started) == sorted(spec.name for spec in plan.containers)
 
 
 def test_a_failed_config_job_fails_the_start_with_its_log_and_starts_nothing_more(
