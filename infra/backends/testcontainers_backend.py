@@ -258,7 +258,8 @@ class TestcontainersBackend:
         """Volumes, the config job beside the networks; then, while it runs (each node
         waits for its last file), the nodes started side by side in the plan's waves
         (Plan.start_waves), each returning once its wait strategy holds, while the
-        bootstrap jobs (cluster create, the function library) run beside them: each
+        plan's bootstrap jobs (cluster create; the function library unless the caller
+        took that job out to load it from the host) run beside them: each
         waits for the nodes it needs, so its own container start overlaps theirs. On
         any failure the caller calls stop(), which removes what this made."""
         with _ryuk_off():

@@ -219,7 +219,8 @@ def _wait_ready(
     start: Callable[[], None] | None = None,
 ) -> float:
     """`start` the nodes, if asked, then wait until every node answers, the bootstrap
-    jobs (cluster create) ran and the topology is whole; when the nodes began to start."""
+    jobs (cluster create) ran and the topology is whole, then (every node published)
+    load the function library from here; when the nodes began to start."""
     deadline = time.monotonic() + timeout_s
     names = [spec.name for spec in prepared.plan.containers]
     info = prepared.info

@@ -55,13 +55,20 @@ def load_library(
     name = library_name(code)
     clients = {node.name: admin_probe(info, node, timeout_s=5.0) for node in info.data_nodes()}
     try:
-        masters = [node for node, client in clients.items() if _is_master(client)]
-        if not masters:
+        try:
+            masters = [node for node, client in clients.items() if _is_master(client)]
+            if not masters:
+                raise DeploymentError(
+                    f"no master among {', '.join(clients)} to load the function library on"
+                )
+            for node in masters:
+                clients[node].function_load(code, replace=True)
+        except redis.RedisError as exc:  # a refusal, or a node gone: say which and why
+            if alive is not None:
+                alive()  # a container that stopped meanwhile: its log says more
             raise DeploymentError(
-                f"no master among {', '.join(clients)} to load the function library on"
-            )
-        for node in masters:
-            clients[node].function_load(code, replace=True)
+                f"loading the function library {name} on {info.name} failed: {exc}"
+            ) from exc
         until_healthy(
             lambda: {node: _holds(client, name) for node, client in clients.items()},
             lambda held: [f"{node} lacks library {name}" for node, ok in held.items() if not ok],
@@ -76,7 +83,7 @@ def load_library(
 
 
 def _is_master(client: redis.Redis) -> bool:
-    return client.info("replication").get("role") == "master"
+    return str(client.info("replication").get("role")) == "master"
 
 
 def _holds(client: redis.Redis, name: str) -> bool:

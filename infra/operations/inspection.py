@@ -40,6 +40,8 @@ def render_for_inspection(topology: Topology, out: Path) -> Plan:
             "networks": [n.name for n in plan.networks],
             "volumes": [v.name for v in plan.volumes],
             "containers": {spec.name: spec.summary() for spec in plan.containers},
+            # The functions job is what Pulumi runs; `up` and the fixtures load the
+            # library from the host instead when every node is published.
             "jobs": [plan.config_job.name, *(job.name for job in plan.bootstrap_jobs)],
             "secrets": plan.secret_names,
         },

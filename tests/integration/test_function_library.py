@@ -21,8 +21,10 @@ LIBRARY = library_name(function_library())
 
 def _created_during(engine: docker.DockerClient, name: str, since: float) -> list[str]:
     """The containers of deployment `name` that Docker created since `since`."""
+    # The deployment's label is unique to this test, so a wide window picks up nothing
+    # else and tolerates a daemon clock a little off the host's.
     events = engine.events(
-        since=int(since) - 1,
+        since=int(since) - 60,
         until=int(time.time()) + 1,
         filters={"type": "container", "event": "create", "label": f"redis-infra.name={name}"},
         decode=True,
