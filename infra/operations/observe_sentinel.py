@@ -80,13 +80,33 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
         flags=str(master["flags"]),
         replicas=len(healthy),
         # Not num-other-sentinels: the config seeds the peers, so knowing them proves
-        # nothing; a PING answered ("last-ping-sent" 0) needs a link and credentials.
+        # nothing; a PING answered needs a link and credentials.
         other_sentinels=sum(
             1
             for peer in map(reply_fields, peers)
-            if peer["flags"] == "sentinel" and peer["last-ping-sent"] == "0"
+            if peer_reached(
+                peer["flags"], int(peer["last-ping-sent"]), int(peer["last-ok-ping-reply"])
+            )
         ),
     )
+
+
+PING_PERIOD_MS = 1000  # a sentinel PINGs each peer once a second (less: down-after)
+
+
+def peer_reached(flags: str, last_ping_sent_ms: int, last_ok_ping_reply_ms: int) -> bool:
+    """A sentinel's peer that is connected and has answered its PING.
+
+    "last-ping-sent" is 0 while no PING is pending. Every second a new PING is pending
+    for a moment (longer on a busy machine): then the answer to the one before it is
+    older than the pending PING. Until a peer first answers, Sentinel counts both from
+    the link's creation (set together, the answer time last), so that never passes;
+    a pending PING older than a ping period is not taken on trust either."""
+    if flags != "sentinel":  # s_down, disconnected, ...
+        return False
+    if last_ping_sent_ms == 0:
+        return True
+    return last_ping_sent_ms < PING_PERIOD_MS and last_ok_ping_reply_ms > last_ping_sent_ms
 
 
 def reply_fields(reply: object) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from infra.core.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
 from infra.operations.drills.report import write_outcome
 from infra.operations.drills.writer import WriteLog, WriteRecord
@@ -10,6 +12,7 @@ from infra.operations.observe_sentinel import (
     NodeRole,
     SentinelView,
     convergence_problems,
+    peer_reached,
 )
 
 
@@ -109,3 +112,21 @@ def test_outage_is_the_longest_gap_around_the_fault_and_losses_are_counted() -> 
     assert outcome.acknowledged == 151 and outcome.acknowledged_lost == 1
     assert outcome.lost_sequence_numbers == [5]
     assert (outcome.rejected, outcome.indeterminate, outcome.indeterminate_applied) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "sent", "answered", "reached"),
+    [
+        ("sentinel", 0, 12, True),  # no PING pending
+        ("sentinel", 4, 950, True),  # one in flight, the previous answered 950 ms ago
+        ("sentinel", 300, 299, False),  # never answered: both count from the link's birth
+        ("sentinel", 300, 300, False),
+        ("sentinel", 1500, 2400, False),  # pending longer than a ping period
+        ("sentinel,disconnected", 0, 12, False),
+        ("s_down,sentinel", 0, 12, False),
+    ],
+)
+def test_a_peer_counts_once_it_answered_a_ping(
+    flags: str, sent: int, answered: int, reached: bool
+) -> None:
+    assert peer_reached(flags, sent, answered) is reached
