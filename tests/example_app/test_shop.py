@@ -8,6 +8,8 @@ fixtures give a real Sentinel group with TLS and the production ACLs.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 import redis
@@ -65,7 +67,11 @@ def test_the_app_keeps_working_across_a_master_failover(
     # NOREPLICAS until one does (min-replicas-to-write 1, so no write lands on a master
     # alone). CI once wrote in that gap; an application retries such writes.
     group.wait_converged()
-    assert group.master() == new  # the old master came back as a replica
+    now = group.master()
+    assert now != old  # the old master came back as a replica
+    if now != new:  # legal: at the test group's down-after of 1 s, a busy CI box once
+        # stalled the new master long enough for a second failover (the app kept working)
+        warnings.warn(f"Sentinel failed over again after {new}: {now} is master", stacklevel=1)
     board.score("ann", 5)
     assert board.top(1) == [("ann", 15.0)]
     assert [limit.allow("api-key-1") for _ in range(3)] == [True, True, False]
