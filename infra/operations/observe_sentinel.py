@@ -3,6 +3,7 @@ sentinel sees it. Used by `up` (readiness), the drills and the tests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,7 +68,14 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
     try:
         master = reply_fields(client.execute_command("SENTINEL", "MASTER", service))
         replicas = client.execute_command("SENTINEL", "REPLICAS", service)
-        peers = client.execute_command("SENTINEL", "SENTINELS", service)
+
+        def read_peers() -> list[dict[str, str]]:
+            return [
+                reply_fields(peer)
+                for peer in client.execute_command("SENTINEL", "SENTINELS", service)
+            ]
+
+        reached = peers_reached(read_peers, read_peers())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
     finally:
@@ -80,33 +88,46 @@ def sentinel_view(info: ConnectionInfo, sentinel: str, service: str) -> Sentinel
         flags=str(master["flags"]),
         replicas=len(healthy),
         # Not num-other-sentinels: the config seeds the peers, so knowing them proves
-        # nothing; a PING answered needs a link and credentials.
-        other_sentinels=sum(
-            1
-            for peer in map(reply_fields, peers)
-            if peer_reached(
-                peer["flags"], int(peer["last-ping-sent"]), int(peer["last-ok-ping-reply"])
-            )
-        ),
+        # nothing; a PING answered ("last-ping-sent" 0) needs a link and credentials.
+        other_sentinels=reached,
     )
 
 
-PING_PERIOD_MS = 1000  # a sentinel PINGs each peer once a second (less: down-after)
+IN_FLIGHT_MS = 300  # a PING younger than this may simply not be answered yet
 
 
-def peer_reached(flags: str, last_ping_sent_ms: int, last_ok_ping_reply_ms: int) -> bool:
-    """A sentinel's peer that is connected and has answered its PING.
+def peers_reached(
+    read: Callable[[], list[dict[str, str]]],
+    first: list[dict[str, str]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """How many peers a sentinel has reached: connected (flags exactly "sentinel") and
+    seen with no PING pending ("last-ping-sent" 0), which only an answer clears.
 
-    "last-ping-sent" is 0 while no PING is pending. Every second a new PING is pending
-    for a moment (longer on a busy machine): then the answer to the one before it is
-    older than the pending PING. Until a peer first answers, Sentinel counts both from
-    the link's creation (set together, the answer time last), so that never passes;
-    a pending PING older than a ping period is not taken on trust either."""
-    if flags != "sentinel":  # s_down, disconnected, ...
-        return False
-    if last_ping_sent_ms == 0:
-        return True
-    return last_ping_sent_ms < PING_PERIOD_MS and last_ok_ping_reply_ms > last_ping_sent_ms
+    Once a second a new PING is pending for a moment (longer on a busy machine), and a
+    single read can land then: CI once failed `verify` right after convergence that
+    way. A peer whose pending PING is younger than IN_FLIGHT_MS is read again for up
+    to that long; only a 0 seen counts, so a peer that never answered (a wrong
+    password answers NOAUTH) never counts."""
+
+    def answered(peer: dict[str, str]) -> bool:
+        return peer["flags"] == "sentinel" and peer["last-ping-sent"] == "0"
+
+    def in_flight(peer: dict[str, str]) -> bool:
+        return peer["flags"] == "sentinel" and 0 < int(peer["last-ping-sent"]) < IN_FLIGHT_MS
+
+    reached = {peer["name"] for peer in first if answered(peer)}
+    waiting = {peer["name"] for peer in first if in_flight(peer)}
+    for _ in range(IN_FLIGHT_MS // 20):
+        if not waiting:
+            break
+        sleep(0.02)
+        for peer in read():
+            if peer["name"] in waiting and (answered(peer) or not in_flight(peer)):
+                waiting.discard(peer["name"])
+                if answered(peer):
+                    reached.add(peer["name"])
+    return len(reached)
 
 
 def reply_fields(reply: object) -> dict[str, str]:

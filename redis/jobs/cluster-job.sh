@@ -130,16 +130,12 @@ value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-li
   grep -A1 -x "$1" | tail -n 1
 }
 reached_peers() {  # SENTINEL_ADDRESS SENTINEL_PORT SERVICE: how many peers the sentinel
-  # has reached: connected (flags exactly "sentinel") and its PING answered, which
-  # needs the peer credentials (observe_sentinel.peer_reached: no PING pending, or the
-  # one pending for under a second follows an answered one). Counting the peers it
+  # has reached: connected (flags exactly "sentinel") and its last PING answered
+  # ("last-ping-sent" 0), which needs the peer credentials. Counting the peers it
   # knows would prove nothing: the config seeds them.
   cli -h "$1" -p "$2" sentinel sentinels "$3" | tr -d '\r' | awk '
     previous == "flags" { connected = ($0 == "sentinel") }
-    previous == "last-ping-sent" { sent = $0 + 0 }
-    previous == "last-ok-ping-reply" && connected {
-      if (sent == 0 || (sent < 1000 && $0 + 0 > sent)) reached++
-    }
+    previous == "last-ping-sent" && connected && $0 == "0" { reached++ }
     { previous = $0 }
     END { print reached + 0 }'
 }

@@ -53,11 +53,10 @@ def _replica(flags: str) -> str:
     return f"name\n10.0.0.11:6379\nflags\n{flags}\nmaster-link-status\nok\n"
 
 
-def _peer(flags: str = "sentinel", last_ping_sent: int = 0, last_ok_ping_reply: int = 12) -> str:
+def _peer(flags: str = "sentinel", last_ping_sent: int = 0) -> str:
     return (
         f"name\n{'ab' * 20}\nip\n10.0.0.14\nport\n26379\nflags\n{flags}\n"
-        f"link-pending-commands\n0\nlast-ping-sent\n{last_ping_sent}\n"
-        f"last-ok-ping-reply\n{last_ok_ping_reply}\n"
+        f"link-pending-commands\n0\nlast-ping-sent\n{last_ping_sent}\nlast-ok-ping-reply\n12\n"
     )
 
 
@@ -216,18 +215,8 @@ def test_seeded_peers_count_only_once_reached(tmp_path: Path) -> None:
     # its start: a peer still disconnected, or one whose PING is unanswered (a wrong
     # password answers NOAUTH), is not reached yet.
     replicas = _replica("slave") + _replica("slave")
-    never_answered = _peer("sentinel", 300, 299)  # both count from the link's creation
-    stale = _peer("sentinel", 1500, 2400)  # pending for longer than a ping period
-    for unreached in (
-        _peer("sentinel,disconnected", 0),
-        _peer("sentinel", 1500),
-        never_answered,
-        stale,
-    ):
+    for unreached in (_peer("sentinel,disconnected", 0), _peer("sentinel", 1500)):
         result = _wait(tmp_path, others=2, replicas=replicas, peers=_peer() + unreached)
         assert result.returncode != 0
         assert "reach 2 sentinels" in result.stderr
     assert _wait(tmp_path, others=2, replicas=replicas).returncode == 0
-    # A PING in flight right after an answered one: reached (CI read one such moment).
-    in_flight = _peer("sentinel", 4, 950)
-    assert _wait(tmp_path, 2, replicas, peers=_peer() + in_flight).returncode == 0
