@@ -1,8 +1,8 @@
-"""The shipped function library, loaded from the host when every data node is published.
+"""The shipped function library, loaded from the host when every node is published.
 
 The plan's functions job (cluster_jobs.functions_script) does this from a container on
 the deployment's network: that is what Pulumi runs, and what `up` and the fixtures run
-when a data node is not reachable from the host. From the host it takes a few
+when a node is not reachable from the host. From the host it takes a few
 milliseconds over the connection the readiness check already trusts; a job container's
 start and removal cost ~0.35 s of a single node's ~0.6 s bring-up here. The order is the
 job's: the topology is ready (a Sentinel group converged, so no failover can throw a
