@@ -175,6 +175,25 @@ class LocalBackend:
         """Volumes, then the config job beside the networks, then the node containers
         (created, not started); record what was made. Returns the config job, maybe
         still running: a node waits for its last file, so `start` need not wait."""
+        self.create_volumes(plan, extra_labels, created, existing)
+        installer = ThreadPoolExecutor(max_workers=1)
+        installing: Future[JobResult] = installer.submit(self.run_job, plan.config_job, secrets)
+        installer.shutdown(wait=False)  # the future outlives this call
+        try:
+            self.create_nodes(plan, secrets, host_ports, extra_labels, created, existing)
+        except BaseException:  # a failure or Ctrl-C: the job must not outlive the run
+            self.abandon_config(plan, installing)
+            raise
+        return installing
+
+    def create_volumes(
+        self,
+        plan: Plan,
+        extra_labels: Mapping[str, str],
+        created: Created,
+        existing: Inventory,
+    ) -> None:
+        """The plan's volumes that do not exist yet (kept data stays); record them."""
         for volume in plan.volumes:
             if volume.name in existing.volumes and not existing.containers:
                 if volume.purpose != "config":
@@ -187,15 +206,23 @@ class LocalBackend:
                 continue
             self._create_volume(volume, extra_labels)
             created.volumes.append(volume.name)
-        # The config job runs on no network: the networks are made meanwhile, then the
-        # nodes (their volumes are mounted no_copy: see volume_mounts). Docker creates
+
+    def create_nodes(
+        self,
+        plan: Plan,
+        secrets: Mapping[str, str],
+        host_ports: Mapping[str, int],
+        extra_labels: Mapping[str, str],
+        created: Created,
+        existing: Inventory,
+    ) -> None:
+        """The plan's networks, then its node containers (created, not started), side by
+        side; record what was made, in plan order, however this ends."""
+        # The nodes' volumes are mounted no_copy (see volume_mounts). Docker creates
         # containers concurrently (one after another cost ~0.3 s each).
         todo = [spec for spec in plan.containers if spec.name not in existing.containers]
         made: list[str] = []  # appended by the workers the moment Docker made each one
-        installer = ThreadPoolExecutor(max_workers=1)
         pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
-        installing: Future[JobResult] = installer.submit(self.run_job, plan.config_job, secrets)
-        installer.shutdown(wait=False)  # the future outlives this call
         try:
             networks = [
                 pool.submit(self._create_network, network, created)
@@ -212,14 +239,12 @@ class LocalBackend:
                 future.result()
         except BaseException:  # a failure or Ctrl-C: queue nothing more
             pool.shutdown(wait=True, cancel_futures=True)
-            self.abandon_config(plan, installing)
             raise
         finally:
             pool.shutdown(wait=True)
             # In plan order, so a failed run removes exactly what it created.
             created.containers.extend(spec.name for spec in todo if spec.name in made)
             created.networks.sort(key=[n.name for n in plan.networks].index)
-        return installing
 
     def start(
         self,

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--native",
         action="store_true",
         help="after each run, the same topology as native redis-server processes (same TLS, "
-        "same readiness) and docker run's own floor, for the ratio",
+        "same readiness), docker run's own floor, and the deployment's own containers "
+        "running a bare redis-server (Docker's cost of the hardening), for the ratios",
     )
     p.add_argument(
         "--backend",

@@ -80,10 +80,12 @@ def cmd_measure_up(args: argparse.Namespace) -> int:
         native, ratio = report["median_seconds_native"], report["ratio_total_vs_native"]
         floor = report["median_seconds_docker_floor"]
         floor_all, nodes = report["median_seconds_docker_floor_all_nodes"], report["nodes"]
+        same = report["median_seconds_docker_floor_same_containers"]
         print(
             f"  native redis-server, same TLS and readiness: {native:.2f} s (bring-up is "
             f"{ratio:.2f}x that); docker run to first PONG: {floor:.2f} s, "
-            f"{nodes} at once: {floor_all:.2f} s"
+            f"{nodes} at once: {floor_all:.2f} s; the deployment's own {nodes} "
+            f"container(s) with a bare redis-server: {same:.2f} s"
         )
     return EXIT_OK
 

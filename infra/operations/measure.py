@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 import statistics
@@ -15,10 +16,13 @@ from typing import Any
 
 import docker
 
+from infra.backends.local import Created, LocalBackend
+from infra.backends.local_inventory import Inventory
 from infra.core.errors import DeploymentError
 from infra.core.model import Topology
+from infra.core.plan_specs import ContainerSpec
 from infra.core.topology import load_topology
-from infra.operations.deploy import down, up
+from infra.operations.deploy import down, prepare, up
 from infra.operations.native_bring_up import measure_native
 
 
@@ -60,10 +64,10 @@ def docker_floor(client: docker.DockerClient, image: str, count: int = 1) -> flo
             container.remove(force=True)
 
 
-def _first_pong(port: int, started: float) -> None:
+def _first_pong(port: int, started: float, host: str = "127.0.0.1") -> None:
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            with socket.create_connection((host, port), timeout=1) as conn:
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):
                     return
@@ -72,6 +76,59 @@ def _first_pong(port: int, started: float) -> None:
         if time.monotonic() - started > 30:
             raise TimeoutError("the image answered no PING within 30 s")
         time.sleep(0.005)
+
+
+def hardened_floor(client: docker.DockerClient, topology: Topology) -> float:
+    """What Docker costs for the deployment's own containers: the plan's volumes,
+    networks and node containers (its image, user, read-only root, dropped capabilities,
+    limits, health check, both networks, loopback ports), made as `up` makes them and
+    started all at once, but each running a bare redis-server (no config job, TLS, ACL
+    or replication) until every published node answers its first plaintext PONG.
+
+    Beside `docker_floor` (a plain `docker run`), it separates what the hardening costs
+    in Docker from what the deployment's own steps cost."""
+    backend = LocalBackend(client)
+    created = Created()
+    with tempfile.TemporaryDirectory() as state:
+        prepared = prepare(topology, Inventory(), backend.used_subnets, Path(state) / "floor")
+        plan = dataclasses.replace(
+            prepared.plan,
+            containers=tuple(
+                dataclasses.replace(spec, command=_bare_redis(spec))
+                for spec in prepared.plan.containers
+            ),
+        )
+        ports = [prepared.host_ports[spec.name] for spec in plan.containers if spec.ports]
+        try:
+            started = time.monotonic()
+            backend.create_volumes(plan, {}, created, Inventory())
+            backend.create_nodes(
+                plan, prepared.secrets, prepared.host_ports, {}, created, Inventory()
+            )
+            with ThreadPoolExecutor(max_workers=len(plan.containers)) as pool:
+                list(pool.map(backend.api.start, [spec.name for spec in plan.containers]))
+            for port in ports:
+                _first_pong(port, started, topology.publish.host_ip)
+            return time.monotonic() - started
+        finally:
+            backend.rollback(created)
+
+
+def _bare_redis(spec: ContainerSpec) -> tuple[str, ...]:
+    port = spec.ports[0].container_port if spec.ports else 6379
+    return (
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "0.0.0.0",  # noqa: S104 - the container's own namespace; ports publish on loopback
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    )
 
 
 BringUp = Callable[[docker.DockerClient, Topology], BringUpRun]
@@ -109,6 +166,7 @@ def measure_bring_up(
     anchors: list[float] = []
     floors: list[float] = []
     floors_all: list[float] = []  # as many containers as the topology has, at once
+    floors_hardened: list[float] = []  # the deployment's own containers, bare Redis in them
     for _ in range(runs):
         name = f"measure-{secrets.token_hex(3)}"
         topology = load_topology(topology_name, name, overrides)
@@ -127,6 +185,9 @@ def measure_bring_up(
             floors_all.append(
                 docker_floor(client, topology.image, nodes) if nodes > 1 else floors[-1]
             )
+            floors_hardened.append(
+                hardened_floor(client, load_topology(topology_name, f"{name}-f", overrides))
+            )
     extra: dict[str, Any] = {}
     if native:
         median_native = statistics.median(anchors)
@@ -135,11 +196,13 @@ def measure_bring_up(
             "median_seconds_native": median_native,
             "median_seconds_docker_floor": statistics.median(floors),
             "median_seconds_docker_floor_all_nodes": statistics.median(floors_all),
+            "median_seconds_docker_floor_same_containers": statistics.median(floors_hardened),
             "nodes": _node_count(topology),
             "ratio_total_vs_native": median_total / median_native,
             "native_each": anchors,
             "docker_floor_each": floors,
             "docker_floor_all_nodes_each": floors_all,
+            "docker_floor_same_containers_each": floors_hardened,
         }
     return {
         **extra,

@@ -3,6 +3,7 @@ native redis-server processes (same TLS, same readiness) and Docker's own floor.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import tempfile
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import docker
 import pytest
 
-from infra.operations import native_bring_up
-from infra.operations.measure import docker_floor
+from infra.core.plan_specs import LABEL_NAME
+from infra.core.topology import load_topology
+from infra.operations import measure, native_bring_up
+from infra.operations.measure import docker_floor, hardened_floor
 from infra.operations.native_bring_up import measure_native
 
 
@@ -53,3 +56,38 @@ def test_the_docker_floor_is_one_pong_and_leaves_no_container(
     assert (
         engine.containers.list(all=True, filters={"label": "redis-infra.name=measure-floor"}) == []
     )
+
+
+def test_the_same_containers_floor_runs_the_deployments_own_containers_and_removes_them(
+    engine: docker.DockerClient, redis_image: str
+) -> None:
+    """The floor is only Docker's cost of *our* containers if they are ours: hardened
+    as `up` makes them, on both networks, published on loopback."""
+    name = f"floor-{secrets.token_hex(3)}"
+    topology = load_topology("sentinel", name, {})
+    label: dict[str, str | list[str] | bool] = {"label": f"{LABEL_NAME}={name}"}
+    seen: list[dict[str, Any]] = []
+    original = measure._first_pong
+
+    def first_pong(port: int, started: float, host: str = "127.0.0.1") -> None:
+        original(port, started, host)
+        if not seen:  # every container runs by now
+            seen.extend(c.attrs for c in engine.containers.list(all=True, filters=label))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(measure, "_first_pong", first_pong)
+        assert hardened_floor(engine, topology) > 0
+    assert len(seen) == 6  # master, 2 replicas, 3 sentinels: no config job, nothing else
+    for attrs in seen:
+        host = attrs["HostConfig"]
+        assert (
+            attrs["State"]["Running"]
+            and attrs["Config"]["User"] == f"{topology.uid}:{topology.uid}"
+        )
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+        assert len(attrs["NetworkSettings"]["Networks"]) == 2
+        assert {b["HostIp"] for bs in host["PortBindings"].values() for b in bs} == {"127.0.0.1"}
+        assert attrs["Config"]["Cmd"][0] == "redis-server"
+    assert engine.containers.list(all=True, filters=label) == []
+    assert engine.networks.list(filters=label) == []
+    assert engine.volumes.list(filters=label) == []
