@@ -18,6 +18,7 @@ from redis.sentinel import Sentinel
 import redis
 from infra.core.connection import ConnectionInfo, NodeAddress
 from infra.core.errors import DeploymentError
+from infra.operations.pinned_tls import PinnedSentinelManagedConnection, pinned
 
 
 def no_retry() -> Retry:
@@ -60,8 +61,11 @@ def node_client(
             "set publish.enabled: true, or connect from a container on network "
             f"{info.network} to {address.internal}"
         )
+    if options.get("single_connection_client"):
+        # redis-py connects such a client as it makes it, before pinned() can act.
+        raise ValueError("node_client does not make a single_connection_client")
     credentials = info.credentials(role)
-    return redis.Redis(
+    client = redis.Redis(
         host=address.host,
         port=address.port,
         username=credentials.username,
@@ -71,6 +75,7 @@ def node_client(
         **tls_options(info),
         **options,
     )
+    return pinned(client)  # its connections trust only the deployment's CA
 
 
 def admin_probe(
@@ -148,8 +153,12 @@ class HostMappedSentinel(Sentinel):
     ) -> None:
         self.address_map = AddressMap(info)
         sentinels = [(node.host, node.port) for node in info.sentinels() if node.host]
-        # redis.sentinel has no type hints, hence the ignores on calls into it.
+        # The master_for/slave_for clients' connections trust only the deployment's CA,
+        # as the sentinels' own clients do (pinned_tls).
+        kwargs.setdefault("connection_class", PinnedSentinelManagedConnection)
         super().__init__(sentinels, sentinel_kwargs=sentinel_kwargs, **kwargs)
+        for sentinel in self.sentinels:
+            pinned(sentinel)
 
     def discover_master(self, service_name: str) -> tuple[str, int]:
         return self.address_map(super().discover_master(service_name))

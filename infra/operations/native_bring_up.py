@@ -29,6 +29,7 @@ import redis
 from infra.core.certs import ensure_certificates
 from infra.core.topology import load_topology
 from infra.operations.observe_cluster import parse_cluster_nodes
+from infra.operations.pinned_tls import pinned
 
 SERVER_BINARIES = ("redis-server", "redis-check-rdb")
 PASSWORD = "native-anchor-password-0123456789"  # noqa: S105 - throwaway processes on loopback
@@ -91,11 +92,14 @@ class _Tls:
     def cli_args(self) -> list[str]:
         return ["--tls", "--cacert", self.ca, "--cert", self.cert, "--key", self.key]
 
-    def client(self, port: int) -> redis.Redis:
-        return redis.Redis(
-            host="127.0.0.1", port=port, password=PASSWORD, ssl=True, ssl_ca_certs=self.ca,
-            ssl_certfile=self.cert, ssl_keyfile=self.key, socket_timeout=1,
-            socket_connect_timeout=1,
+    def client(self, port: int, password: str | None = PASSWORD) -> redis.Redis:
+        """As `up`'s probes connect (pinned_tls): the same TLS cost per check."""
+        return pinned(
+            redis.Redis(
+                host="127.0.0.1", port=port, password=password, ssl=True,
+                ssl_ca_certs=self.ca, ssl_certfile=self.cert, ssl_keyfile=self.key,
+                socket_timeout=1, socket_connect_timeout=1,
+            )
         )  # fmt: skip
 
 
@@ -197,10 +201,7 @@ def _sentinel(
 
     def converged() -> bool:
         for port in sentinels:
-            client = redis.Redis(
-                host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=tls.ca,
-                ssl_certfile=tls.cert, ssl_keyfile=tls.key, socket_timeout=1,
-            )  # fmt: skip
+            client = tls.client(port, password=None)
             # redis-py parses both replies: SENTINEL MASTER a dict, REPLICAS a list of them.
             master: dict[str, Any] = client.sentinel_master("mymaster")  # type: ignore[assignment]
             flags = [replica["flags"] for replica in client.sentinel_slaves("mymaster")]

@@ -157,7 +157,10 @@ def cluster_problems(info: ConnectionInfo, state: ClusterState) -> list[str]:
 
 
 def wait_cluster_ready(
-    info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
+    info: ConnectionInfo,
+    timeout_s: float,
+    alive: Callable[[], None] | None = None,
+    poll_s: float = 0.2,
 ) -> ClusterState:
     """Until every node reports the whole cluster healthy; the final state."""
     return until_healthy(
@@ -166,4 +169,5 @@ def wait_cluster_ready(
         timeout_s,
         f"cluster {info.name}",
         alive,
+        poll_s,
     )

@@ -190,7 +190,10 @@ def convergence_problems(info: ConnectionInfo, state: GroupState) -> list[str]:
 
 
 def wait_converged(
-    info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
+    info: ConnectionInfo,
+    timeout_s: float,
+    alive: Callable[[], None] | None = None,
+    poll_s: float = 0.2,
 ) -> GroupState:
     """Until exactly one master is seen by every node and sentinel; the final state."""
     return until_healthy(
@@ -199,4 +202,5 @@ def wait_converged(
         timeout_s,
         f"Sentinel group {info.name}",
         alive,
+        poll_s,
     )

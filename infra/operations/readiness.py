@@ -12,6 +12,10 @@ from infra.operations.client import no_retry, node_client
 from infra.operations.observe_cluster import wait_cluster_ready
 from infra.operations.observe_sentinel import wait_converged
 
+# A state read costs ~40 ms of six pinned TLS connections (pinned_tls): polling as
+# often as that keeps `up` from waiting on its own poll; drills keep their 0.2 s.
+READY_POLL_S = 0.05
+
 
 def wait_for_ping(
     info: ConnectionInfo, timeout_s: float, alive: Callable[[], None] | None = None
@@ -60,6 +64,6 @@ def wait_topology_ready(
     up, each sentinel knowing the master, its peers and all replicas); a Cluster serves
     all 16384 slots, every shard complete, every replica's link up."""
     if info.topology == "sentinel":
-        wait_converged(info, timeout_s, alive)
+        wait_converged(info, timeout_s, alive, READY_POLL_S)
     elif info.topology == "cluster":
-        wait_cluster_ready(info, timeout_s, alive)
+        wait_cluster_ready(info, timeout_s, alive, READY_POLL_S)
