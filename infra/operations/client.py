@@ -18,7 +18,7 @@ from redis.sentinel import Sentinel
 import redis
 from infra.core.connection import ConnectionInfo, NodeAddress
 from infra.core.errors import DeploymentError
-from infra.operations.pinned_tls import PinnedSentinelManagedConnection, pinned
+from infra.operations.pinned_tls import PinnedSentinelManagedConnection, pinned, pinned_client
 
 
 def no_retry() -> Retry:
@@ -61,11 +61,9 @@ def node_client(
             "set publish.enabled: true, or connect from a container on network "
             f"{info.network} to {address.internal}"
         )
-    if options.get("single_connection_client"):
-        # redis-py connects such a client as it makes it, before pinned() can act.
-        raise ValueError("node_client does not make a single_connection_client")
     credentials = info.credentials(role)
-    client = redis.Redis(
+    # Its connections trust only the deployment's CA (pinned_tls).
+    return pinned_client(
         host=address.host,
         port=address.port,
         username=credentials.username,
@@ -75,7 +73,6 @@ def node_client(
         **tls_options(info),
         **options,
     )
-    return pinned(client)  # its connections trust only the deployment's CA
 
 
 def admin_probe(

@@ -29,7 +29,7 @@ import redis
 from infra.core.certs import ensure_certificates
 from infra.core.topology import load_topology
 from infra.operations.observe_cluster import parse_cluster_nodes
-from infra.operations.pinned_tls import pinned
+from infra.operations.pinned_tls import pinned_client
 
 SERVER_BINARIES = ("redis-server", "redis-check-rdb")
 PASSWORD = "native-anchor-password-0123456789"  # noqa: S105 - throwaway processes on loopback
@@ -94,12 +94,10 @@ class _Tls:
 
     def client(self, port: int, password: str | None = PASSWORD) -> redis.Redis:
         """As `up`'s probes connect (pinned_tls): the same TLS cost per check."""
-        return pinned(
-            redis.Redis(
-                host="127.0.0.1", port=port, password=password, ssl=True,
-                ssl_ca_certs=self.ca, ssl_certfile=self.cert, ssl_keyfile=self.key,
-                socket_timeout=1, socket_connect_timeout=1,
-            )
+        return pinned_client(
+            host="127.0.0.1", port=port, password=password, ssl=True, ssl_ca_certs=self.ca,
+            ssl_certfile=self.cert, ssl_keyfile=self.key, socket_timeout=1,
+            socket_connect_timeout=1,
         )  # fmt: skip
 
 

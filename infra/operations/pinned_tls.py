@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from typing import Any
 
 from redis.sentinel import SentinelManagedConnection
 
@@ -68,3 +69,11 @@ def pinned(client: redis.Redis) -> redis.Redis:
         )
     pool.connection_class = PinnedTLSConnection
     return client
+
+
+def pinned_client(**options: Any) -> redis.Redis:
+    """`redis.Redis(**options)`, its TLS connections trusting only its CA file."""
+    if options.get("single_connection_client"):
+        # redis-py connects such a client as it makes it, on its own TLS: too early.
+        raise ValueError("a pinned client cannot be a single_connection_client")
+    return pinned(redis.Redis(**options))

@@ -10,7 +10,7 @@ import redis
 from infra.core.connection import ConnectionInfo, NodeAddress
 from infra.core.topology_schema import CLUSTER_BUS_OFFSET
 from infra.operations.client import no_retry, node_client, tls_options
-from infra.operations.pinned_tls import pinned
+from infra.operations.pinned_tls import pinned_client
 
 SENTINEL_CHANNEL = "__sentinel__:hello"
 
@@ -144,15 +144,8 @@ def sentinel_least_privilege(info: ConnectionInfo, node: NodeAddress) -> str:
 
 def anonymous_refused(info: ConnectionInfo, node: NodeAddress) -> str:
     host, port = published_address(node)
-    anonymous = pinned(
-        redis.Redis(
-            host=host,
-            port=port,
-            protocol=2,
-            retry=no_retry(),
-            socket_timeout=5,
-            **tls_options(info),
-        )
+    anonymous = pinned_client(
+        host=host, port=port, protocol=2, retry=no_retry(), socket_timeout=5, **tls_options(info)
     )
     try:
         anonymous.ping()
