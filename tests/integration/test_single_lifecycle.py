@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,19 @@ def test_a_config_volume_left_behind_is_rebuilt_before_its_node_starts(
         down(name, engine, keep_data=False)
 
 
+def _exit_codes(engine: docker.DockerClient, container: str, since: float) -> list[str]:
+    """The exit code of each time `container` died since `since`, as Docker recorded it."""
+    # The name is unique to this test, so a wide window picks up nothing else and
+    # tolerates a daemon clock a little off the host's.
+    events = engine.events(
+        since=int(since) - 60,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "event": "die", "container": container},
+        decode=True,
+    )
+    return [event["Actor"]["Attributes"]["exitCode"] for event in events]
+
+
 def test_down_keep_data_then_up_brings_the_data_back(
     engine: docker.DockerClient, redis_image: str, tmp_path: Path
 ) -> None:
@@ -174,7 +188,11 @@ def test_down_keep_data_then_up_brings_the_data_back(
     try:
         first = up(topology, engine, connection_file=out)
         node_client(first.info, first.info.data_nodes()[0]).set("session:kept", "yes")
+        since = time.time()
         kept = down(name, engine, keep_data=True)
+        # Stopped, not killed: Redis exited 0 after flushing its AOF (a SIGKILL is 137,
+        # and can lose the last acknowledged writes).
+        assert _exit_codes(engine, f"{name}-redis", since) == ["0"]
         assert kept.kept_volumes == [f"{name}-redis-data"]
         assert not LocalBackend(engine).inventory(name).containers
         second = up(topology, engine, connection_file=out)
