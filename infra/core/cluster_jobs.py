@@ -131,8 +131,9 @@ def create_script(
     """Bring the cluster to the plan's shards, whatever it is now.
 
     A fresh cluster is formed directly: each master takes an even share of the slots
-    and a distinct config epoch, and every node meets every other (redis-cli --cluster
-    create meets one node, then polls gossip once a second); masters that are not in
+    and a distinct config epoch as soon as the masters answer, and every node meets
+    every other (redis-cli --cluster create meets one node, then polls gossip once a
+    second); masters that are not in
     the cluster yet (a scale-out) join it; each replica then follows its own shard's
     master, so the plan's layout and failure domains hold (redis-cli's
     --cluster-replicas would pick its own pairs); finally slots move onto masters that
@@ -143,13 +144,18 @@ def create_script(
     lines = _preamble(tls_args, admin_user, port)
     everyone = [node for shard in shards for node in (shard.master, *shard.replicas)]
     masters = [shard.master[1] for shard in shards]
-    lines += [f"wait_enabled {address} {name}" for name, address in everyone]
+    replicas = [replica for shard in shards for replica in shard.replicas]
+    # Masters first. A master refuses cluster_state:ok for its first 2 s (Redis's
+    # writable delay), and one that gets its slots only after those 2 s waits another
+    # cluster-node-timeout (its rejoin delay: a master holding no slots counts itself in
+    # a minority): so the slots go to the masters as soon as they answer, while the
+    # replicas still start (started in a second wave, Plan.start_waves).
+    lines += [f"wait_enabled {address} {name}" for name, address in (s.master for s in shards)]
     first = masters[0]
     lines += [
+        "FRESH=no",
         f'if [ "$(field {first} cluster_slots_assigned)" = "16384" ]; then',
         "  echo cluster already formed",
-        # A rebalance that was interrupted leaves a slot half-moved: finish it first.
-        f"  close_open_slots {first}",
         f"elif alone {first}; then",
         # A fresh cluster: each master takes its share of the slots, then meets the first.
         *(
@@ -158,14 +164,29 @@ def create_script(
                 zip(masters, slot_ranges(len(masters)), strict=True), start=1
             )
         ),
-        # ... then every node meets those after it: all know all at once.
+        # ... then every master meets those after it: all know all at once.
         *(
-            f"  meet_all {address} {' '.join(later for _, later in everyone[index + 1 :])}"
-            for index, (_, address) in enumerate(everyone[:-1])
+            f"  meet_all {address} {' '.join(masters[index + 1 :])}"
+            for index, address in enumerate(masters[:-1])
         ),
+        "  FRESH=yes",
         "else",
         f'  echo "{first} knows other nodes but no slots: a half-formed cluster; '
         f'inspect it with redis-cli --cluster check" >&2; exit 1',
+        "fi",
+    ]
+    lines += [f"wait_enabled {address} {name}" for name, address in replicas]
+    lines += [
+        'if [ "$FRESH" = yes ]; then',
+        # Each replica meets every master and the replicas before it: no node waits for
+        # gossip to learn of another.
+        *(
+            f"  meet_all {address} {' '.join([*masters, *(r for _, r in replicas[:index])])}"
+            for index, (_, address) in enumerate(replicas)
+        ),
+        "else",
+        # A rebalance that was interrupted leaves a slot half-moved: finish it first.
+        f"  close_open_slots {first}",
         "fi",
     ]
     for master in masters[1:]:
@@ -190,13 +211,12 @@ def create_script(
         f"  wait_agreement {first}",
         "fi",
         # Exit 0 means ready (plan_specs.READY_MEANS): `pulumi up` has no other wait.
-        # Roles are whatever failovers made them, not the plan's: ask each node.
-        *(f"wait_known {address} {len(everyone)}" for _, address in everyone),
-        *(f"wait_ok {address}" for _, address in everyone),
-        f"wait_replicas_linked {' '.join(address for _, address in everyone)}",
-        "echo cluster formed",
+        # Roles are whatever failovers made them, not the plan's: ask each node. The
+        # library goes onto today's masters first (FUNCTION LOAD has no key: a node
+        # takes it before its cluster_state is ok), so one read per node checks all.
         f"load_functions {' '.join(address for _, address in everyone)}",
-        f"wait_library {' '.join(address for _, address in everyone)}",
+        f"wait_ready {len(everyone)} {' '.join(address for _, address in everyone)}",
+        "echo cluster formed",
     ]
     return "\n".join(lines)
 

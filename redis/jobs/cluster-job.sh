@@ -126,6 +126,29 @@ wait_library() {  # ADDRESS...: until every node holds the library, so a replica
     wait_until "$address to hold the function library $name" has_library "$address" "$name"
   done
 }
+ready() {  # ADDRESS COUNT LIBRARY: the node knows COUNT nodes, says cluster_state:ok,
+  # is linked to its master if it is a replica and holds the function library, read
+  # over one connection (each redis-cli run is a process and a TLS handshake)
+  state="$(printf 'CLUSTER INFO\nINFO replication\nFUNCTION LIST LIBRARYNAME %s\n' "$3" |
+    cli -h "$1" -p "$PORT" 2>/dev/null | tr -d '\r')"
+  in_state "cluster_known_nodes:$2" && in_state cluster_state:ok && in_state "$3" &&
+    { in_state role:master || in_state master_link_status:up; }
+}
+in_state() {  # LINE: the last read state has that exact line
+  printf '%s\n' "$state" | grep -qx "$1"
+}
+wait_ready() {  # COUNT ADDRESS...: until every node is ready (see ready)
+  count="$1"
+  shift
+  name="$(library_name)"
+  for address in "$@"; do
+    wait_until "$address to know $count nodes, report cluster_state:ok, link to its master if a replica and hold the function library $name" \
+      ready "$address" "$count" "$name" || {
+      printf '%s\n' "$state" | grep -E '^(cluster_state|cluster_known_nodes|role|master_link_status):' >&2
+      return 1
+    }
+  done
+}
 value_after() {  # FIELD: the line after FIELD in redis-cli's one-element-per-line output
   grep -A1 -x "$1" | tail -n 1
 }

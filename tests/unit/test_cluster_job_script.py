@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from infra.core.cluster_jobs import _FUNCTIONS
+from infra.core.cluster_jobs import _FUNCTIONS, Shard, create_script
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -220,3 +220,80 @@ def test_seeded_peers_count_only_once_reached(tmp_path: Path) -> None:
         assert result.returncode != 0
         assert "reach 2 sentinels" in result.stderr
     assert _wait(tmp_path, others=2, replicas=replicas).returncode == 0
+
+
+READY_CLI = """#!/bin/sh
+# ... -h ADDRESS ...: the commands on stdin (CLUSTER INFO, INFO replication, FUNCTION
+# LIST) answered together with what that node reports now
+while [ "$1" != "-h" ]; do shift; done
+cat > /dev/null
+if [ -f "$STATE/state-$2" ]; then sed 's/$/\\r/' "$STATE/state-$2"; fi
+"""
+
+
+def test_a_node_is_ready_once_it_knows_all_serves_is_linked_and_holds_the_library(
+    tmp_path: Path,
+) -> None:
+    library = tmp_path / "functions.lua"
+    library.write_text("#!lua name=ratelimit\nredis.register_function('f', function() end)\n")
+    master = ["cluster_state:ok", "cluster_known_nodes:6", "role:master"]
+    replica = ["cluster_state:ok", "cluster_known_nodes:6", "role:slave", "master_link_status:up"]
+    held = ["library_name", "ratelimit", "engine", "LUA"]
+
+    def wait(**states: list[str]) -> subprocess.CompletedProcess[str]:
+        for address, lines in states.items():
+            (tmp_path / f"state-{address}").write_text("".join(f"{line}\n" for line in lines))
+        calls = "wait_ready 6 m r"
+        return _run(tmp_path, READY_CLI, calls, preamble=f"FUNCTIONS={library}\n")
+
+    assert wait(m=master + held, r=replica + held).returncode == 0
+    for name, behind in {
+        "still forming": ["cluster_state:fail", *master[1:]],
+        "one node not met": ["cluster_state:ok", "cluster_known_nodes:5", "role:master"],
+        "no library": master,
+    }.items():
+        result = wait(m=behind + (held if name != "no library" else []), r=replica + held)
+        assert result.returncode != 0, name
+        assert "gave up waiting for m to know 6 nodes" in result.stderr, name
+    syncing = wait(m=master + held, r=[*replica[:3], "master_link_status:down", *held])
+    assert syncing.returncode != 0
+    assert "master_link_status:down" in syncing.stderr  # what the node said is shown
+    assert wait(m=master + held).returncode != 0  # a node that does not answer
+
+
+FORMING_CLI = """#!/bin/sh
+# A fresh cluster whose masters answer and whose replicas are still starting; every
+# call is recorded, with the commands a batch sends on stdin
+while [ "$1" != "-h" ]; do shift; done
+address="$2"
+shift 4
+echo "$address $*" >> "$STATE/calls"
+case "$address" in
+  *1|*3|*5) echo "Could not connect to Redis at $address:6379: Connection refused" >&2; exit 1 ;;
+esac
+case "$*" in
+  "info cluster") printf 'cluster_enabled:1\r\n' ;;
+  "cluster info") printf 'cluster_slots_assigned:0\r\ncluster_known_nodes:1\r\n' ;;
+  "") while read -r line; do echo "$address $line" >> "$STATE/calls"; printf 'OK\r\n'; done ;;
+esac
+"""
+
+
+def test_masters_get_their_slots_while_the_replicas_still_start(tmp_path: Path) -> None:
+    # A master given its slots more than 2 s after its start (Redis's writable delay)
+    # waits a further cluster-node-timeout before it serves: waiting for the replicas
+    # first made one in three fixture bring-ups take 9 s instead of 4.
+    def node(index: int) -> tuple[str, str]:
+        return f"node-{index}", f"10.0.0.{10 + index}"
+
+    shards = [Shard(node(2 * i), (node(2 * i + 1),)) for i in range(3)]
+    script = create_script(shards, (), "admin", 6379)
+    body = script.split(_FUNCTIONS.strip(), 1)[1]  # the preamble reads the staged password
+    result = _run(tmp_path, FORMING_CLI, body)
+    assert result.returncode != 0
+    assert "gave up waiting for node-1 (10.0.0.11) to report cluster_enabled:1" in result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert {"10.0.0.10 CLUSTER ADDSLOTSRANGE 0 5460", "10.0.0.12 CLUSTER ADDSLOTSRANGE 5461 10921",
+            "10.0.0.14 CLUSTER ADDSLOTSRANGE 10922 16383"} <= set(calls)  # fmt: skip
+    assert "10.0.0.10 CLUSTER MEET 10.0.0.12 6379" in calls
+    assert "10.0.0.12 CLUSTER MEET 10.0.0.14 6379" in calls

@@ -369,8 +369,10 @@ def test_cluster_plan_forms_the_cluster_with_a_job(
     ]
     # Root only to delete what Docker uploaded as root; one capability, to read the key.
     assert job.user == "0:0" and job.cap_drop == ("ALL",) and job.cap_add == ("DAC_READ_SEARCH",)
-    assert lines[-2].startswith("load_functions 10.213.7.10 10.213.7.11")
-    assert lines[-1].startswith("wait_library 10.213.7.10 10.213.7.11")
+    # Ready at exit: the library on today's masters, then every node read once for all.
+    assert lines[-3].startswith("load_functions 10.213.7.10 10.213.7.11")
+    assert lines[-2].startswith("wait_ready 6 10.213.7.10 10.213.7.11")
+    assert lines[-1] == "echo cluster formed"
     assert {spec.node.shard for spec in plan.containers} == {0, 1, 2}
 
 
