@@ -24,6 +24,7 @@ import docker
 import docker.errors
 from docker.types import Healthcheck, IPAMConfig, IPAMPool, Mount
 
+from infra.backends.docker_engine import remove_network
 from infra.backends.local_inventory import (
     Inventory,
     differences,
@@ -506,5 +507,4 @@ class LocalBackend:
                 raise
 
     def _remove_network(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.client.networks.get(name).remove()
+        remove_network(self.client, name)

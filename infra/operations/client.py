@@ -18,7 +18,12 @@ from redis.sentinel import Sentinel
 import redis
 from infra.core.connection import ConnectionInfo, NodeAddress
 from infra.core.errors import DeploymentError
-from infra.operations.pinned_tls import PinnedSentinelManagedConnection, pinned, pinned_client
+from infra.operations.pinned_tls import (
+    PinnedSentinelManagedConnection,
+    pinned,
+    pinned_client,
+    pinned_cluster,
+)
 
 
 def no_retry() -> Retry:
@@ -199,7 +204,8 @@ def cluster_client(
     SLOTS); each is mapped to the node's published loopback port. redis-py applies
     that mapping when it refreshes the slot map, not when it follows a single MOVED,
     so every MOVED triggers a refresh (`reinitialize_steps=1`): the redirect lands on
-    a reachable address, at the cost of one slot-map read per topology change.
+    a reachable address, at the cost of one slot-map read per topology change. Every
+    node's TLS trusts the deployment's CA alone (pinned_tls.pinned_cluster).
     """
     if info.topology != "cluster":
         raise DeploymentError(f"deployment {info.name} is not a Cluster topology")
@@ -207,8 +213,8 @@ def cluster_client(
     if not published:
         raise NotPublishedError(f"the nodes of {info.name} are not published on this host")
     credentials = info.credentials(role)
-    return RedisCluster(
-        startup_nodes=[ClusterNode(node.host, node.port) for node in published],
+    return pinned_cluster(
+        [ClusterNode(node.host, node.port) for node in published],
         address_remap=AddressMap(info),
         reinitialize_steps=1,
         username=credentials.username,

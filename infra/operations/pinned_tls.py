@@ -19,6 +19,7 @@ import socket
 import ssl
 from typing import Any
 
+from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import SentinelManagedConnection
 
 import redis
@@ -77,3 +78,31 @@ def pinned_client(**options: Any) -> redis.Redis:
         # redis-py connects such a client as it makes it, on its own TLS: too early.
         raise ValueError("a pinned client cannot be a single_connection_client")
     return pinned(redis.Redis(**options))
+
+
+class PinnedConnectionPool(redis.ConnectionPool):
+    """A Cluster node's pool whose TLS connections trust only their CA. redis-py 8.1
+    lets a RedisCluster choose its nodes' pool class only when it is made from a URL
+    (`connection_pool_class`); a `rediss://` URL gives each pool redis-py's own TLS
+    connection, replaced here."""
+
+    def __init__(
+        self, connection_class: type[redis.Connection] = redis.SSLConnection, **kwargs: Any
+    ) -> None:
+        if connection_class is not redis.SSLConnection:
+            raise ValueError(f"a pinned pool takes TLS connections, not {connection_class}")
+        super().__init__(connection_class=PinnedTLSConnection, **kwargs)
+
+
+def pinned_cluster(startup_nodes: list[ClusterNode], **options: Any) -> RedisCluster:
+    """`RedisCluster(startup_nodes=..., **options)`, every node's TLS connections (those
+    it discovers too) trusting only its CA file."""
+    if not options.pop("ssl", False):
+        raise ValueError("a pinned cluster client takes TLS options (ssl=True)")
+    first, *others = startup_nodes
+    return RedisCluster(
+        url=f"rediss://{first.host}:{first.port}",
+        startup_nodes=list(others),
+        connection_pool_class=PinnedConnectionPool,
+        **options,
+    )

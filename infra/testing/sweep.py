@@ -18,6 +18,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from infra.backends.docker_engine import remove_network
 from infra.core.plan_specs import LABEL_NAME
 
 OWNER_LABEL = "redis-infra.test-owner"  # "<host>:<pid>:<start time>"
@@ -72,8 +73,7 @@ def remove_deployment(client: docker.DockerClient, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
     for network in client.networks.list(filters=selector):
-        with contextlib.suppress(docker.errors.NotFound):
-            network.remove()
+        remove_network(client, str(network.id))
     for volume in client.volumes.list(filters=selector):
         with contextlib.suppress(docker.errors.NotFound):
             volume.remove(force=True)

@@ -18,6 +18,7 @@ from infra.operations.client import cluster_client, no_retry, node_client
 from infra.operations.deploy import up
 from infra.operations.drills.cluster import ClusterDrill
 from infra.operations.observe_cluster import cluster_problems, cluster_state
+from infra.operations.pinned_tls import PinnedTLSConnection
 from infra.operations.scale import scale_cluster
 from infra.operations.verify import verify
 from infra.testing import ClusterDeployment
@@ -134,8 +135,14 @@ def test_client_follows_moved_from_the_host(cluster: ClusterDeployment) -> None:
     with pytest.raises(redis.exceptions.MovedError) as moved:
         node_client(cluster.info, other, retry=no_retry()).get(key)
     assert moved.value.host.startswith(cluster.name)
-    # Every node the client knows is a published loopback address, not an internal one.
-    assert {node.host for node in client.get_nodes()} == {"127.0.0.1"}
+    # Every node the client knows is a published loopback address, not an internal one,
+    # and each (found from the slot map, not only the one it started from) has TLS that
+    # trusts the deployment's CA alone.
+    nodes = client.get_nodes()
+    assert {node.host for node in nodes} == {"127.0.0.1"}
+    assert len(nodes) == len(cluster.info.data_nodes())
+    pools = [node.redis_connection.connection_pool for node in nodes]
+    assert {pool.connection_class for pool in pools} == {PinnedTLSConnection}
 
 
 def test_kill_master_promotes_a_replica_without_loss(cluster: ClusterDeployment) -> None:

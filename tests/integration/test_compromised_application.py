@@ -568,6 +568,17 @@ def test_residual_a_transaction_of_slow_commands_holds_the_node(single: Deployme
     assert held > 1.0, held
 
 
+def _closed_by_the_node(sock: socket.socket) -> bool:
+    """The node closed this connection (end of stream, or a reset)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:  # open, nothing to read
+        return False
+    except OSError:
+        return True
+
+
 def test_residual_connection_slots_can_be_held_without_credentials(single: Deployment) -> None:
     """Redis 7.0 gives a connection a client slot before its TLS handshake and has no
     handshake timeout: whoever can reach the port (loopback here: any host user) can
@@ -581,8 +592,16 @@ def test_residual_connection_slots_can_be_held_without_credentials(single: Deplo
     ]
     try:
         time.sleep(0.5)
-        with pytest.raises(redis.ConnectionError):
+        try:
             _app(single).client(socket_timeout=3).ping()
+        except redis.ConnectionError:
+            pass
+        else:  # once seen in CI, not understood: say what held the slots
+            still_open = sum(not _closed_by_the_node(sock) for sock in held)
+            pytest.fail(
+                f"the application connected while {still_open} of {len(held)} raw "
+                f"connections were still open (maxclients {single.topology.clients.maxclients})"
+            )
     finally:
         for sock in held:
             sock.close()

@@ -15,11 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 import redis
 from infra.core.certs import ensure_certificates
 from infra.core.connection import ConnectionInfo, Credentials, NodeAddress, TlsPaths
-from infra.operations.client import no_retry, node_client, sentinel_manager, tls_options
+from infra.operations.client import (
+    cluster_client,
+    no_retry,
+    node_client,
+    sentinel_manager,
+    tls_options,
+)
+from infra.operations.pinned_tls import PinnedConnectionPool
 from tests.unit.conftest import TopologyFactory
 
 PASSWORD = "the-app-users-password"
@@ -78,10 +87,12 @@ def _deployment(
     """A connection file naming the impostor's address, with the deployment's own CA
     and client certificate."""
     own = ensure_certificates(make_topology("single", "n"), tmp_path / "own").certificates
-    node = NodeAddress("n-0", "n-0", role, "127.0.0.1", port, "n-0:6379")
+    node_role = "master" if role == "cluster" else role
+    node = NodeAddress("n-0", "n-0", node_role, "127.0.0.1", port, "n-0:6379")
+    kind = {"sentinel": "sentinel", "cluster": "cluster"}.get(role, "single")
     return ConnectionInfo(
         "n",
-        "sentinel" if role == "sentinel" else "single",
+        kind,
         "n-net",
         TlsPaths(str(own.ca_file), str(own.client_cert_file), str(own.client_key_file)),
         {"app": Credentials("app", PASSWORD)},
@@ -163,3 +174,32 @@ def test_a_single_connection_client_is_refused_before_it_connects(
     with pytest.raises(ValueError, match="single_connection_client"):
         node_client(info, "n-0", single_connection_client=True)
     assert impostor.heard() == b""
+
+
+def test_stock_redis_cluster_sends_the_password_to_the_impostor(
+    impostor: Impostor, tmp_path: Path, make_topology: TopologyFactory
+) -> None:
+    info = _deployment(tmp_path, make_topology, impostor.port, role="cluster")
+    with pytest.raises(RedisClusterException):  # the impostor answers nothing
+        RedisCluster(
+            startup_nodes=[ClusterNode("127.0.0.1", impostor.port)],
+            username="app",
+            password=PASSWORD,
+            socket_timeout=1,
+            **tls_options(info),
+        )
+    assert PASSWORD.encode() in impostor.heard()
+
+
+def test_the_cluster_client_refuses_the_impostor_before_sending_anything(
+    impostor: Impostor, tmp_path: Path, make_topology: TopologyFactory
+) -> None:
+    info = _deployment(tmp_path, make_topology, impostor.port, role="cluster")
+    with pytest.raises(RedisClusterException, match=UNTRUSTED):
+        cluster_client(info, socket_timeout=1)
+    assert impostor.heard() == b""
+
+
+def test_a_pinned_pool_refuses_to_make_plaintext_connections() -> None:
+    with pytest.raises(ValueError, match="TLS connections"):
+        PinnedConnectionPool(connection_class=redis.Connection, host="127.0.0.1", port=1)
