@@ -7,6 +7,7 @@ import time
 
 import docker
 import docker.errors
+from docker.models.networks import Network
 
 from infra.core.errors import EngineError
 
@@ -32,7 +33,9 @@ def remove_network(client: docker.DockerClient, name: str, *, settle_s: float = 
     Docker releases a removed container's endpoint while it handles the container's exit,
     which can come after `rm -f` returns: the network then still reports "active
     endpoints" for a moment (moby#42119 and kin; it failed one test teardown here). Wait
-    that moment out, then force off what is still attached: the network is going anyway.
+    that moment out, then force off endpoints whose container no longer exists. A
+    container that still exists (one a user attached to the network) keeps its
+    endpoint: Docker's refusal is raised, nothing of the user's is disconnected.
     """
     deadline = time.monotonic() + settle_s
     while True:
@@ -46,10 +49,26 @@ def remove_network(client: docker.DockerClient, name: str, *, settle_s: float = 
             if "active endpoints" not in str(exc):
                 raise
             if time.monotonic() >= deadline:
-                for endpoint in (network.attrs.get("Containers") or {}).values():
-                    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                        network.disconnect(endpoint.get("Name"), force=True)
+                if not _force_off_stale_endpoints(client, network):
+                    raise
                 with contextlib.suppress(docker.errors.NotFound):
                     client.networks.get(name).remove()
                 return
         time.sleep(0.1)
+
+
+def _force_off_stale_endpoints(client: docker.DockerClient, network: Network) -> bool:
+    """Disconnect the endpoints of containers that are gone; False if one still exists."""
+    endpoints = (network.attrs.get("Containers") or {}).items()
+    stale = []
+    for container_id, endpoint in endpoints:
+        try:
+            client.containers.get(container_id)
+        except docker.errors.NotFound:
+            stale.append(endpoint.get("Name") or container_id)
+        else:
+            return False
+    for container in stale:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            network.disconnect(container, force=True)
+    return bool(stale)

@@ -47,8 +47,11 @@ class PinnedTLSConnection(redis.SSLConnection):
             context.load_cert_chain(
                 certfile=self.certfile, keyfile=self.keyfile, password=self.certificate_password
             )
-        if self.ssl_min_version is not None:
-            context.minimum_version = self.ssl_min_version
+        # Never below TLS 1.2, whatever the caller's options: a RedisCluster drops
+        # ssl_min_version before its nodes' connections see it (REDIS_ALLOWED_KEYS).
+        context.minimum_version = max(
+            self.ssl_min_version or ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2
+        )
         if self.ssl_ciphers:
             context.set_ciphers(self.ssl_ciphers)
         return context.wrap_socket(sock, server_hostname=self.host)
@@ -100,8 +103,9 @@ def pinned_cluster(startup_nodes: list[ClusterNode], **options: Any) -> RedisClu
     if not options.pop("ssl", False):
         raise ValueError("a pinned cluster client takes TLS options (ssl=True)")
     first, *others = startup_nodes
+    host = f"[{first.host}]" if ":" in first.host else first.host  # an IPv6 address
     return RedisCluster(
-        url=f"rediss://{first.host}:{first.port}",
+        url=f"rediss://{host}:{first.port}",
         startup_nodes=list(others),
         connection_pool_class=PinnedConnectionPool,
         **options,

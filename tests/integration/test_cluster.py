@@ -143,6 +143,7 @@ def test_client_follows_moved_from_the_host(cluster: ClusterDeployment) -> None:
     assert len(nodes) == len(cluster.info.data_nodes())
     pools = [node.redis_connection.connection_pool for node in nodes]
     assert {pool.connection_class for pool in pools} == {PinnedTLSConnection}
+    assert {pool.connection_kwargs["ssl_ca_certs"] for pool in pools} == {cluster.info.tls.ca_file}
 
 
 def test_kill_master_promotes_a_replica_without_loss(cluster: ClusterDeployment) -> None:

@@ -82,13 +82,17 @@ def impostor(
 
 
 def _deployment(
-    tmp_path: Path, make_topology: TopologyFactory, port: int, role: str = "master"
+    tmp_path: Path,
+    make_topology: TopologyFactory,
+    port: int,
+    role: str = "master",
+    host: str = "127.0.0.1",
 ) -> ConnectionInfo:
     """A connection file naming the impostor's address, with the deployment's own CA
     and client certificate."""
     own = ensure_certificates(make_topology("single", "n"), tmp_path / "own").certificates
     node_role = "master" if role == "cluster" else role
-    node = NodeAddress("n-0", "n-0", node_role, "127.0.0.1", port, "n-0:6379")
+    node = NodeAddress("n-0", "n-0", node_role, host, port, "n-0:6379")
     kind = {"sentinel": "sentinel", "cluster": "cluster"}.get(role, "single")
     return ConnectionInfo(
         "n",
@@ -203,3 +207,13 @@ def test_the_cluster_client_refuses_the_impostor_before_sending_anything(
 def test_a_pinned_pool_refuses_to_make_plaintext_connections() -> None:
     with pytest.raises(ValueError, match="TLS connections"):
         PinnedConnectionPool(connection_class=redis.Connection, host="127.0.0.1", port=1)
+
+
+def test_a_cluster_published_on_ipv6_loopback_is_connected_to(
+    tmp_path: Path, make_topology: TopologyFactory
+) -> None:
+    """`publish.host_ip: "::1"`: the client's URL must bracket the address. Nothing
+    listens on port 1, so connecting fails, but as a connection, not as a bad URL."""
+    info = _deployment(tmp_path, make_topology, 1, role="cluster", host="::1")
+    with pytest.raises(RedisClusterException, match="::1"):
+        cluster_client(info, socket_timeout=1)
