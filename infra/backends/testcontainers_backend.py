@@ -58,10 +58,25 @@ from infra.core.secrets import resolve
 
 LOG_TAIL = 40  # lines of a node's log in a wait error
 
+# What each testcontainers object passes to the docker.DockerClient it makes. Each
+# makes its own and, by default, asks the engine its API version first (~10 ms here,
+# two per node, one per network and job, before the nodes can start): the backend
+# names the version its own client already agreed on.
+EngineOptions = Mapping[str, Any] | None
 
-def network_object(spec: NetworkSpec, labels: Mapping[str, str]) -> Network:
+
+def engine_options(client: docker.DockerClient) -> dict[str, Any]:
+    return {"version": client.api.api_version}
+
+
+def network_object(
+    spec: NetworkSpec, labels: Mapping[str, str], engine: EngineOptions = None
+) -> Network:
     options = network_options(spec)
-    network = Network(docker_network_kw={**options, "labels": {**spec.labels, **labels}})
+    network = Network(
+        docker_client_kw=dict(engine or {}),
+        docker_network_kw={**options, "labels": {**spec.labels, **labels}},
+    )
     network.name = spec.name  # the plan names it (peers and `down` find it by that)
     return network
 
@@ -73,9 +88,12 @@ class _PrepareThenStart(TestcontainersClient):
     one archive (testcontainers' with_copy_into_container copies one file per call)."""
 
     def __init__(
-        self, attachments: tuple[NetworkAttachment, ...] = (), archive: bytes | None = None
+        self,
+        attachments: tuple[NetworkAttachment, ...] = (),
+        archive: bytes | None = None,
+        engine: EngineOptions = None,
     ) -> None:
-        super().__init__()
+        super().__init__(**(engine or {}))
         self.attachments, self.archive = attachments, archive
         self.started = threading.Event()  # the engine started it (its wait may go on)
 
@@ -100,11 +118,14 @@ class PlanNode(DockerContainer):
         host_port: int | None,
         labels: Mapping[str, str],
         wait: WaitStrategy,
+        engine: EngineOptions = None,
     ) -> None:
-        super().__init__(spec.image, name=spec.name, _wait_strategy=wait)
+        super().__init__(
+            spec.image, docker_client_kw=dict(engine or {}), name=spec.name, _wait_strategy=wait
+        )
         self.spec = spec
         self.image = spec.image  # the plan's, never behind a hub prefix from the environment
-        self._docker = _PrepareThenStart(attachments=spec.networks[1:])
+        self._docker = _PrepareThenStart(attachments=spec.networks[1:], engine=engine)
         first = spec.networks[0]
         self.with_command(list(spec.command)).with_kwargs(
             hostname=spec.node.name,
@@ -138,10 +159,13 @@ class PlanNode(DockerContainer):
 
 
 def job_container(
-    job: JobSpec, secrets: Mapping[str, str], labels: Mapping[str, str]
+    job: JobSpec,
+    secrets: Mapping[str, str],
+    labels: Mapping[str, str],
+    engine: EngineOptions = None,
 ) -> DockerContainer:
     container = (
-        DockerContainer(job.image)
+        DockerContainer(job.image, docker_client_kw=dict(engine or {}))
         .with_name(job.name)
         .with_command([resolve(part, secrets) for part in job.command])
         .with_kwargs(
@@ -161,7 +185,7 @@ def job_container(
     container.image = job.image  # the plan's, never behind a hub prefix from the environment
     if job.uploads:
         files = {u.path: (resolve(u.content, secrets), u.mode) for u in job.uploads}
-        container._docker = _PrepareThenStart(archive=upload_archive(files))
+        container._docker = _PrepareThenStart(archive=upload_archive(files), engine=engine)
     return container
 
 
@@ -248,6 +272,10 @@ class TestcontainersBackend:
     nodes: dict[str, PlanNode] = field(default_factory=dict)
     nodes_started_at: float | None = None  # monotonic clock, as the first node starts
 
+    @property
+    def engine(self) -> dict[str, Any]:
+        return engine_options(self.client)
+
     def create(
         self,
         plan: Plan,
@@ -269,7 +297,7 @@ class TestcontainersBackend:
             pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
             installing = pool.submit(self.run_job, plan.config_job, secrets)
             made = [
-                pool.submit(network_object(network, self.labels).create)
+                pool.submit(network_object(network, self.labels, self.engine).create)
                 for network in plan.networks
             ]
             try:
@@ -277,7 +305,12 @@ class TestcontainersBackend:
                     network.result()  # a network that could not be made
                 for spec in plan.containers:
                     self.nodes[spec.name] = PlanNode(
-                        spec, secrets, host_ports.get(spec.name), self.labels, waits[spec.name]
+                        spec,
+                        secrets,
+                        host_ports.get(spec.name),
+                        self.labels,
+                        waits[spec.name],
+                        self.engine,
                     )
                 waves = [[self.nodes[spec.name] for spec in wave] for wave in plan.start_waves]
                 self._start_side_by_side(waves, plan, installing, secrets)
@@ -358,7 +391,7 @@ class TestcontainersBackend:
     def run_job(self, job: JobSpec, secrets: Mapping[str, str]) -> JobResult:
         """Run a one-shot job to completion; a non-zero exit raises with its log."""
         started = time.monotonic()
-        container = job_container(job, secrets, self.labels)
+        container = job_container(job, secrets, self.labels, self.engine)
         try:
             container.start()
             wrapped = container.get_wrapped_container()
