@@ -23,7 +23,7 @@ from infra.core.model import Topology
 from infra.core.plan_specs import ContainerSpec
 from infra.core.topology import load_topology
 from infra.operations.deploy import down, prepare, up
-from infra.operations.native_bring_up import measure_native
+from infra.operations.native_bring_up import AnchorError, measure_native
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _first_pong(port: int, started: float, host: str = "127.0.0.1") -> None:
         except OSError:
             pass
         if time.monotonic() - started > 30:
-            raise TimeoutError("the image answered no PING within 30 s")
+            raise AnchorError(f"Docker's floor: the image answered no PING within 30 s on {port}")
         time.sleep(0.005)
 
 

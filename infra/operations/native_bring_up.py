@@ -27,12 +27,19 @@ from typing import Any
 
 import redis
 from infra.core.certs import ensure_certificates
+from infra.core.errors import RedisInfraError
 from infra.core.topology import load_topology
 from infra.operations.observe_cluster import parse_cluster_nodes
 from infra.operations.pinned_tls import pinned_client
 
 SERVER_BINARIES = ("redis-server", "redis-check-rdb")
 PASSWORD = "native-anchor-password-0123456789"  # noqa: S105 - throwaway processes on loopback
+LOWEST_PORT = 10000
+LOG_TAIL_LINES = 15
+
+
+class AnchorError(RedisInfraError):
+    """An anchor (native processes, Docker's floor) did not come up: no figure."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,23 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_ports(count: int, *, with_bus: bool = False) -> list[int]:
-    """Free loopback ports; `with_bus`: also port + 10000 (a Cluster node's bus), which
-    keeps them at or below 55535 as Redis requires."""
+    """Free loopback ports; `with_bus`: also port + 10000 (a Cluster node's bus). All
+    below the kernel's ephemeral range: a port found free there can be taken by an
+    outgoing connection before Redis binds it (a Cluster anchor's node once never
+    came up)."""
     found: list[int] = []
-    start = random.randrange(20000, 40000)  # noqa: S311 - spreads concurrent runs
-    for port in range(start, 55535):
+    end = _ephemeral_low() - (10000 if with_bus else 0)
+    start = random.randrange(LOWEST_PORT, max(LOWEST_PORT + 1, end - 2000))  # noqa: S311 - spreads concurrent runs
+    for port in range(start, end):
         if _bindable(port) and (not with_bus or _bindable(port + 10000)):
             found.append(port)
             if len(found) == count:
@@ -101,19 +119,35 @@ class _Tls:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Spawned:
+    what: str  # "redis-server on port N", "sentinel on port N"
+    process: subprocess.Popen[bytes]
+    log: Path  # its stdout and stderr
+
+
 @contextmanager
-def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def _processes() -> Iterator[list[_Spawned]]:
+    started: list[_Spawned] = []
     try:
         yield started
     finally:
-        for process in started:
-            process.kill()
-        for process in started:
-            process.wait(timeout=10)
+        for spawned in started:
+            spawned.process.kill()
+        for spawned in started:
+            spawned.process.wait(timeout=10)
 
 
-def _until(check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+def _log_tail(spawned: _Spawned) -> str:
+    try:
+        lines = spawned.log.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def _until(check: Callable[[], bool], watched: list[_Spawned], timeout_s: float = 60.0) -> None:
+    """Until `check` holds; fails at once, with its log, if a watched process exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -121,8 +155,21 @@ def _until(check: Callable[[], bool], timeout_s: float = 60.0) -> None:
                 return
         except (redis.RedisError, OSError):
             pass
+        for spawned in watched:
+            if spawned.process.poll() is not None:
+                raise AnchorError(
+                    f"native anchor: the {spawned.what} exited ({spawned.process.returncode}); "
+                    f"its log:\n{_log_tail(spawned)}"
+                )
         time.sleep(0.02)
-    raise TimeoutError("native anchor did not become ready")
+    tails = "\n".join(f"the {s.what}:\n{_log_tail(s)}" for s in watched)
+    raise AnchorError(f"native anchor not ready within {timeout_s:.0f} s; logs:\n{tails}")
+
+
+def _spawn(what: str, command: list[str], log: Path, started: list[_Spawned]) -> None:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    started.append(_Spawned(what, process, log))
 
 
 def measure_native(kind: str, *, masters: int = 3, node_timeout_ms: int = 5000) -> NativeBringUp:
@@ -142,25 +189,23 @@ def measure_native(kind: str, *, masters: int = 3, node_timeout_ms: int = 5000) 
             workdir = directory / str(port)
             workdir.mkdir()
             command = [*base, "--tls-port", str(port), "--dir", str(workdir), *extra]
-            started.append(
-                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
+            _spawn(f"redis-server on port {port}", command, workdir / "redis.log", started)
 
         if kind == "single":
             (port,) = _free_ports(1)
             began = time.monotonic()
             spawn(port)
-            _until(lambda: bool(tls.client(port).ping()))
+            _until(lambda: bool(tls.client(port).ping()), started)
             return NativeBringUp(kind, 1, time.monotonic() - began, 0.0)
         if kind == "sentinel":
             return _sentinel(tls, spawn, started, directory, server)
-        return _cluster(tls, spawn, masters, node_timeout_ms)
+        return _cluster(tls, spawn, started, masters, node_timeout_ms)
 
 
 def _sentinel(
     tls: _Tls,
     spawn: Callable[..., None],
-    started: list[subprocess.Popen[bytes]],
+    started: list[_Spawned],
     directory: Path,
     server: Path,
 ) -> NativeBringUp:
@@ -189,12 +234,11 @@ def _sentinel(
                 if peer != port
             )
         )
-        started.append(
-            subprocess.Popen(
-                [str(server), str(config), "--sentinel"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        _spawn(
+            f"sentinel on port {port}",
+            [str(server), str(config), "--sentinel"],
+            directory / f"sentinel-{port}.log",
+            started,
         )
 
     def converged() -> bool:
@@ -213,7 +257,7 @@ def _sentinel(
             for port in data[1:]
         )
 
-    _until(converged)
+    _until(converged, started)
     return NativeBringUp("sentinel", 6, time.monotonic() - began, 0.0)
 
 
@@ -227,7 +271,11 @@ def _sees_every_replica(cluster_nodes: str, masters: int) -> bool:
 
 
 def _cluster(
-    tls: _Tls, spawn: Callable[..., None], masters: int, node_timeout_ms: int
+    tls: _Tls,
+    spawn: Callable[..., None],
+    started: list[_Spawned],
+    masters: int,
+    node_timeout_ms: int,
 ) -> NativeBringUp:
     ports = _free_ports(masters * 2, with_bus=True)
     began = time.monotonic()
@@ -235,7 +283,7 @@ def _cluster(
         spawn(port, "--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
               "--cluster-config-file", f"nodes-{port}.conf", "--tls-cluster", "yes")  # fmt: skip
     for port in ports:
-        _until(lambda port=port: bool(tls.client(port).ping()))  # type: ignore[misc]
+        _until(lambda port=port: bool(tls.client(port).ping()), started)  # type: ignore[misc]
     formed = time.monotonic()
     subprocess.run(
         ["redis-cli", *tls.cli_args(), "-a", PASSWORD, "--no-auth-warning", "--cluster",
@@ -262,5 +310,5 @@ def _cluster(
                 return False
         return True
 
-    _until(ready)
+    _until(ready, started)
     return NativeBringUp("cluster", len(ports), time.monotonic() - began, formation)

@@ -36,8 +36,8 @@ def test_the_native_anchor_reaches_the_same_readiness_and_leaves_nothing(kind: s
     seen: list[set[str]] = []
     original = native_bring_up._until
 
-    def until(check: Any, timeout_s: float = 60.0) -> None:
-        original(check, timeout_s)
+    def until(check: Any, watched: Any, timeout_s: float = 60.0) -> None:
+        original(check, watched, timeout_s)
         seen.append(_servers() - before)  # while they run, they are found
 
     with pytest.MonkeyPatch.context() as patch:
