@@ -12,8 +12,9 @@ from docker.models.networks import Network
 from infra.core.errors import EngineError
 
 START_ENGINE_FIX = (
-    "start one with `sudo bash scripts/ensure-docker.sh` (installs docker.io if needed and "
-    "starts dockerd), or point DOCKER_HOST at a running engine"
+    "start it (`sudo systemctl start docker`; in a checkout of redis-infra, `sudo bash "
+    "scripts/ensure-docker.sh` installs docker.io if needed and starts dockerd), or point "
+    "DOCKER_HOST at a running engine"
 )
 
 
@@ -23,7 +24,8 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
-        raise EngineError(f"no Docker engine answers ({exc}). Fix: {START_ENGINE_FIX}") from exc
+        # The message says it all: the chain (urllib3, requests, docker-py) only buries it.
+        raise EngineError(f"no Docker engine answers ({exc}). Fix: {START_ENGINE_FIX}") from None
     return client
 
 

@@ -78,6 +78,7 @@ class RedisDeployment:
         self.topology_source = str(topology) if topology is not None else self.kind
         self.name = f"tc-{self.kind[:3]}-{secrets.token_hex(3)}"
         self.overrides: dict[str, Any] = {}
+        self.settings_source = "with_setting()"  # where the settings came from, for errors
         self.ready_timeout_s = float(READY_TIMEOUT_S)
         self._docker: docker.DockerClient | None = None
         self._backend: TestcontainersBackend | None = None
@@ -124,7 +125,10 @@ class RedisDeployment:
         if self._info is not None:
             raise DeploymentError(f"{self.name} is started already; stop() it first")
         topology = load_topology(
-            self.topology_source, self.name, {"image": self.image, **self.overrides}
+            self.topology_source,
+            self.name,
+            {"image": self.image, **self.overrides},
+            override_source=self.settings_source,
         )
         self.topology = topology
         engine = self._docker = docker_client()

@@ -34,13 +34,14 @@ from typing import Any
 import pytest
 
 from infra.core.connection import read_connection_file
-from infra.core.errors import EngineError
+from infra.core.errors import EngineError, RedisInfraError
 from infra.testing.deployment import RedisClient, RedisDeployment
 from infra.testing.sweep import sweep
 from infra.testing.topologies import KINDS
 
 CONNECTION_ENV = "REDIS_INFRA_CONNECTION"
 MARKER = "redis_topology"
+ATTACHED = pytest.StashKey[dict[str, Path]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,24 +72,38 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remove what a killed earlier run left; no engine here means nothing to sweep."""
+    """Read the connection files to attach to (a bad one stops the run here, once);
+    remove what a killed earlier run left (no engine here: nothing to sweep)."""
     import docker.errors
 
     from infra.backends.docker_engine import docker_client
 
+    session.config.stash[ATTACHED] = _read_attached_files(session.config)
     with contextlib.suppress(EngineError, OSError, docker.errors.DockerException):
         sweep(docker_client())
 
 
-def _attached_files(config: pytest.Config) -> dict[str, Path]:
+def _read_attached_files(config: pytest.Config) -> dict[str, Path]:
     """Topology kind -> connection file of a deployment to attach to."""
     paths = list(config.getoption("--redis-infra-connection"))
     paths += [p for p in os.environ.get(CONNECTION_ENV, "").split(os.pathsep) if p]
     files: dict[str, Path] = {}
     for path in paths:
-        info = read_connection_file(Path(path).expanduser().resolve())
-        files[info.topology] = Path(path).expanduser().resolve()
+        resolved = Path(path).expanduser().resolve()
+        try:
+            info = read_connection_file(resolved)
+        except RedisInfraError as exc:
+            raise pytest.UsageError(
+                f"redis-infra: --redis-infra-connection {path}: {exc}"
+            ) from None
+        files[info.topology] = resolved
     return files
+
+
+def _attached_files(config: pytest.Config) -> dict[str, Path]:
+    if ATTACHED not in config.stash:  # a session that did not start through pytest's hooks
+        config.stash[ATTACHED] = _read_attached_files(config)
+    return config.stash[ATTACHED]
 
 
 def _settings_of(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,20 +111,41 @@ def _settings_of(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("__", "."): value for key, value in values.items()}
 
 
+def _check_kind(kind: object, where: str) -> None:
+    if kind not in KINDS:
+        raise pytest.UsageError(
+            f"redis-infra: {where} needs a topology, one of {', '.join(KINDS)} (got {kind!r})"
+        )
+
+
 @contextlib.contextmanager
 def deployment_of(
-    config: pytest.Config, kind: str, settings: Mapping[str, Any] | None = None
+    config: pytest.Config,
+    kind: str,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    origin: str = "this fixture",
 ) -> Iterator[RedisDeployment]:
-    """A started deployment of `kind` (or the attached one), removed afterwards."""
-    if kind not in KINDS:
-        raise pytest.UsageError(f"redis-infra: {kind!r} is not one of {', '.join(KINDS)}")
+    """A started deployment of `kind` (or the attached one), removed afterwards. A
+    deployment that cannot start fails the test with redis-infra's message alone (it
+    names the setting, the rule and the fix, or the node and its log): the frames
+    through this plugin would only bury it."""
+    _check_kind(kind, origin)
     attached = _attached_files(config).get(kind)
     if attached is not None and not settings:  # one with settings of its own is started
         yield KINDS[kind].attach(attached)
         return
     image = config.getoption("--redis-infra-image")
     deployment = KINDS[kind](image) if image else KINDS[kind]()
-    with deployment.with_settings(settings or {}) as started:
+    deployment.settings_source = f"the settings of {origin}"
+    with contextlib.ExitStack() as stack:
+        try:
+            started = stack.enter_context(deployment.with_settings(settings or {}))
+        except RedisInfraError as exc:
+            pytest.fail(
+                f"redis-infra: the {kind} deployment of {origin} did not start: {exc}",
+                pytrace=False,
+            )
         yield started
 
 
@@ -122,10 +158,12 @@ def redis_deployment_factory(
         redis_fast_sentinel = redis_deployment_factory(
             "sentinel", settings={"sentinel.down_after_ms": 1000})
     """
+    _check_kind(kind, "redis_deployment_factory")  # as the conftest is read, not at first use
 
     @pytest.fixture(scope=scope)
     def deployment(request: pytest.FixtureRequest) -> Iterator[RedisDeployment]:
-        with deployment_of(request.config, kind, settings) as started:
+        origin = f"fixture {request.fixturename}"
+        with deployment_of(request.config, kind, settings, origin=origin) as started:
             yield started
 
     return deployment
@@ -168,7 +206,8 @@ def redis_deployment(request: pytest.FixtureRequest) -> Iterator[RedisDeployment
     session's deployment of that kind unless settings ask for one of its own."""
     kind, settings = _requested(request)
     if settings:
-        with deployment_of(request.config, kind, settings) as own:
+        origin = f"@pytest.mark.{MARKER} of {request.node.nodeid}"
+        with deployment_of(request.config, kind, settings, origin=origin) as own:
             yield own
         return
     yield request.getfixturevalue(f"redis_{kind}_deployment")
@@ -192,10 +231,7 @@ def _requested(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
         )
     keywords = dict(marker.kwargs)
     kind = marker.args[0] if marker.args else keywords.pop("kind", None)
-    if kind not in KINDS:
-        raise pytest.UsageError(
-            f"@pytest.mark.{MARKER} needs a topology, one of {', '.join(KINDS)} (got {kind!r})"
-        )
+    _check_kind(kind, f"@pytest.mark.{MARKER}")
     settings: dict[str, Any] = {}
     for arg in marker.args[1:]:
         if not isinstance(arg, Mapping):

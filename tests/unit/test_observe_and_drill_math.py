@@ -115,6 +115,21 @@ def test_outage_is_the_longest_gap_around_the_fault_and_losses_are_counted() -> 
     assert (outcome.rejected, outcome.indeterminate, outcome.indeterminate_applied) == (1, 1, 1)
 
 
+def test_a_fault_as_the_writes_begin_counts_from_the_writers_start() -> None:
+    """No write acknowledged before the fault (killed as the writer started): the outage
+    runs from the writer's start to the first acknowledgement, not between two acks."""
+    pattern = [(i / 100, False, True) for i in range(1, 250)]  # refused until 2.5 s
+    pattern += [(2.5 + i / 100, True, False) for i in range(50)]
+    outcome = write_outcome(_log(pattern), lambda keys: ["x"] * len(keys), fault_at_s=0.0)
+    assert (outcome.write_outage_s, outcome.outage_from_s) == (2.5, 0.0)
+
+
+def test_no_write_acknowledged_at_all_is_an_outage_for_the_whole_run() -> None:
+    pattern = [(i / 100, False, True) for i in range(1, 301)]
+    outcome = write_outcome(_log(pattern), lambda keys: [None] * len(keys), fault_at_s=0.0)
+    assert (outcome.write_outage_s, outcome.outage_from_s) == (3.0, 0.0)
+
+
 def _peer(name: str, sent: int, flags: str = "sentinel") -> dict[str, str]:
     return {"name": name, "flags": flags, "last-ping-sent": str(sent)}
 

@@ -68,16 +68,19 @@ class WriteLog:
         """Longest stretch without an acknowledged write that ends after `after_s`.
 
         Returns (seconds, last ack before it, first ack after it): the write outage
-        an application saw around a fault injected at `after_s`.
+        an application saw around a fault injected at `after_s`. The writer's start
+        counts as the stretch's beginning when no write was acknowledged before the
+        fault (a fault injected as the writes began), and its last write as the end
+        when none was acknowledged after it.
         """
-        acks = sorted(r.done_s for r in self.records if r.acknowledged)
+        points = [0.0, *sorted(r.done_s for r in self.records if r.acknowledged)]
         best = (0.0, after_s, after_s)
-        for before, after in itertools.pairwise(acks):
+        for before, after in itertools.pairwise(points):
             if after >= after_s and after - before > best[0]:
                 best = (after - before, before, after)
-        if acks and acks[-1] < after_s:  # nothing acknowledged since the fault
+        if points[-1] < after_s or len(points) == 1:  # nothing acknowledged since the fault
             last = self.records[-1].done_s if self.records else after_s
-            best = max(best, (last - acks[-1], acks[-1], last))
+            best = max(best, (last - points[-1], points[-1], last))
         return best
 
 

@@ -1,0 +1,80 @@
+"""What an application's suite shows when the plugin cannot give it a deployment: the
+message (field, rule, fix; or the engine and how to start it), not the frames of the
+plugin, urllib3 and docker-py it passed through. No container is needed: each failure
+comes before one would exist."""
+
+from __future__ import annotations
+
+import pytest
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+SUITE = """
+import pytest
+
+def test_single(redis_single):
+    redis_single.ping()
+
+@pytest.mark.redis_topology("single", memory__maxmemroy="64mb")
+def test_misspelled(redis_client):
+    redis_client.ping()
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
+
+
+def test_a_misspelled_setting_fails_its_test_with_the_message_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_app=SUITE)
+    result = pytester.runpytest_inprocess("-p", "redis_infra", "-k", "misspelled")
+    result.assert_outcomes(errors=1)
+    output = result.stdout.str()
+    assert "memory.maxmemroy: is not a known setting" in output
+    assert "use memory.maxmemory" in output  # the fix
+    assert "@pytest.mark.redis_topology of test_app.py::test_misspelled" in output
+    assert "plugin.py" not in output and "contextlib" not in output
+
+
+def test_no_engine_fails_each_test_with_how_to_start_one_in_a_few_lines(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_app=SUITE)
+    result = pytester.runpytest_inprocess("-p", "redis_infra", "-k", "test_single")
+    result.assert_outcomes(errors=1)
+    output = result.stdout.str()
+    assert "no Docker engine answers" in output and "sudo systemctl start docker" in output
+    assert "urllib3" not in output and "Traceback" not in output
+    assert len(result.outlines) < 40, output
+
+
+def test_a_missing_connection_file_stops_the_run_once_before_any_test(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytester.makepyfile(test_app=SUITE)
+    missing = tmp_path_factory.mktemp("nothing") / "connection.json"
+    result = pytester.runpytest_inprocess(
+        "-p", "redis_infra", f"--redis-infra-connection={missing}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert f"--redis-infra-connection {missing}" in errors and "does not exist" in errors
+    assert "redis-infra up" in errors  # the fix
+    result.stdout.no_fnmatch_line("*test_single*")  # no test ran
+
+
+def test_a_factory_of_an_unknown_topology_is_refused_as_the_conftest_is_read(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        "from infra.testing.plugin import redis_deployment_factory\n"
+        'fast = redis_deployment_factory("sentinal")\n'
+    )
+    pytester.makepyfile(test_app="def test_nothing():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "redis_infra")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    wanted = "redis_deployment_factory needs a topology, one of single, sentinel, cluster"
+    assert f"{wanted} (got 'sentinal')" in result.stderr.str()
