@@ -9,6 +9,8 @@ import docker.errors
 
 from infra.core.plan_specs import LABEL_ROLE
 
+BLACKHOLE_TABLE = 100  # routing table and rule priority of a partition's blackhole
+
 
 class Faults:
     """Docker-level faults on the containers of one deployment."""
@@ -48,35 +50,52 @@ class Faults:
         Disconnecting is not enough on its own: the node's established connections keep
         its old address, and the host forwards their packets from the publish network
         into the internal subnet, so a "partitioned" master would go on replicating
-        one way. A blackhole route for the subnet, in the node's own network namespace,
-        drops them silently, as a real partition does (no reset that would tell the
-        master its replicas are gone). It is added first, behind the interface's own
-        route (higher metric), so it takes over the instant the interface goes.
+        one way. A blackhole for the subnet, in the node's own network namespace, drops
+        them silently, as a real partition does (no reset that would tell the master
+        its replicas are gone). It is a policy rule ahead of the main table, not a main
+        route: Docker refuses to attach an address whose subnet has a main route, and
+        the rule has to outlast the reconnection (see heal).
         """
         found = self.client.containers.get(container)
         endpoint = found.attrs["NetworkSettings"]["Networks"].get(self.network) or {}
         self._endpoints[container] = (endpoint.get("IPAMConfig") or {}).get("IPv4Address")
-        self._route(container, "add")
+        subnet = self._subnet()
+        self._in_netns(
+            container,
+            f"ip route add blackhole {subnet} table {BLACKHOLE_TABLE} && "
+            f"ip rule add to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}",
+        )
         self.client.networks.get(self.network).disconnect(container)
 
     def heal(self, container: str, alias: str) -> None:
-        """Reconnect the node with its name and its fixed address (peers know it by that)."""
+        """Reconnect the node with its name and its fixed address (peers know it by that),
+        then lift the blackhole. In that order: with no route for the subnet at all, the
+        node's connection attempts to its peers leave by the publish network's default
+        route, from that network's address, and their replies never come back; Redis
+        then waits on those half-open attempts (SYN_SENT, TCP's backoff) for up to tens
+        of seconds, because its peers' own PINGs keep it from dropping the links."""
         network = self.client.networks.get(self.network)
         network.reload()
         attached = {c.name for c in network.containers}
-        if container not in attached:
-            # Docker refuses to attach an address whose subnet has a route already.
-            with contextlib.suppress(docker.errors.ContainerError):
-                self._route(container, "del")
-            address = self._endpoints.pop(container, None)
-            network.connect(container, aliases=[alias], ipv4_address=address)
+        if container in attached:
+            return  # not cut off
+        address = self._endpoints.pop(container, None)
+        network.connect(container, aliases=[alias], ipv4_address=address)
+        with contextlib.suppress(docker.errors.ContainerError):  # no blackhole to lift
+            subnet = self._subnet()
+            self._in_netns(
+                container,
+                f"ip rule del to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}; "
+                f"ip route flush table {BLACKHOLE_TABLE}",
+            )
 
-    def _route(self, container: str, action: str) -> None:
-        """Add or delete the blackhole route, from a helper sharing the node's netns."""
+    def _in_netns(self, container: str, script: str) -> None:
+        """Run busybox `script` in the node's network namespace, from a helper container
+        with NET_ADMIN alone (the node itself has no capabilities)."""
         image = self.client.containers.get(container).attrs["Config"]["Image"]
         self.client.containers.run(
             str(image),
-            ["busybox", "ip", "route", action, "blackhole", self._subnet(), "metric", "1000"],
+            ["busybox", "sh", "-c", script.replace("ip ", "busybox ip ")],
             network_mode=f"container:{container}",
             cap_add=["NET_ADMIN"],
             cap_drop=["ALL"],
