@@ -101,8 +101,7 @@ def _read_attached_files(config: pytest.Config) -> dict[str, Path]:
 
 
 def _attached_files(config: pytest.Config) -> dict[str, Path]:
-    if ATTACHED not in config.stash:  # a session that did not start through pytest's hooks
-        config.stash[ATTACHED] = _read_attached_files(config)
+    """As pytest_sessionstart read them."""
     return config.stash[ATTACHED]
 
 

@@ -21,6 +21,14 @@ def test_misspelled(redis_client):
 """
 
 
+def _one_error(pytester: pytest.Pytester, selection: str) -> pytest.RunResult:
+    """The suite's test `selection`, run: it errors at setup, the only outcome."""
+    pytester.makepyfile(test_app=SUITE)
+    result = pytester.runpytest_inprocess("-p", "redis_infra", "-k", selection)
+    result.assert_outcomes(errors=1)
+    return result
+
+
 @pytest.fixture(autouse=True)
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
@@ -29,10 +37,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_misspelled_setting_fails_its_test_with_the_message_alone(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_app=SUITE)
-    result = pytester.runpytest_inprocess("-p", "redis_infra", "-k", "misspelled")
-    result.assert_outcomes(errors=1)
-    output = result.stdout.str()
+    output = _one_error(pytester, "misspelled").stdout.str()
     assert "memory.maxmemroy: is not a known setting" in output
     assert "use memory.maxmemory" in output  # the fix
     assert "@pytest.mark.redis_topology of test_app.py::test_misspelled" in output
@@ -42,9 +47,7 @@ def test_a_misspelled_setting_fails_its_test_with_the_message_alone(
 def test_no_engine_fails_each_test_with_how_to_start_one_in_a_few_lines(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_app=SUITE)
-    result = pytester.runpytest_inprocess("-p", "redis_infra", "-k", "test_single")
-    result.assert_outcomes(errors=1)
+    result = _one_error(pytester, "test_single")
     output = result.stdout.str()
     assert "no Docker engine answers" in output and "sudo systemctl start docker" in output
     assert "urllib3" not in output and "Traceback" not in output

@@ -60,10 +60,10 @@ class Faults:
         endpoint = found.attrs["NetworkSettings"]["Networks"].get(self.network) or {}
         self._endpoints[container] = (endpoint.get("IPAMConfig") or {}).get("IPv4Address")
         subnet = self._subnet()
-        self._in_netns(
+        self._ip(
             container,
-            f"ip route add blackhole {subnet} table {BLACKHOLE_TABLE} && "
-            f"ip rule add to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}",
+            f"route add blackhole {subnet} table {BLACKHOLE_TABLE}",
+            f"rule add to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}",
         )
         self.client.networks.get(self.network).disconnect(container)
 
@@ -83,19 +83,23 @@ class Faults:
         network.connect(container, aliases=[alias], ipv4_address=address)
         with contextlib.suppress(docker.errors.ContainerError):  # no blackhole to lift
             subnet = self._subnet()
-            self._in_netns(
+            self._ip(
                 container,
-                f"ip rule del to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}; "
-                f"ip route flush table {BLACKHOLE_TABLE}",
+                # The flush alone lifts it (an empty table falls through to the main
+                # one); then the rule goes (one a partition cut short never added fails
+                # here, harmlessly).
+                f"route flush table {BLACKHOLE_TABLE}",
+                f"rule del to {subnet} lookup {BLACKHOLE_TABLE} priority {BLACKHOLE_TABLE}",
             )
 
-    def _in_netns(self, container: str, script: str) -> None:
-        """Run busybox `script` in the node's network namespace, from a helper container
-        with NET_ADMIN alone (the node itself has no capabilities)."""
+    def _ip(self, container: str, *commands: str) -> None:
+        """`ip COMMAND` for each command, in order, until one fails, in the node's network
+        namespace, from a helper container with NET_ADMIN alone (the node itself has no
+        capabilities)."""
         image = self.client.containers.get(container).attrs["Config"]["Image"]
         self.client.containers.run(
             str(image),
-            ["busybox", "sh", "-c", script.replace("ip ", "busybox ip ")],
+            ["busybox", "sh", "-c", " && ".join(f"busybox ip {c}" for c in commands)],
             network_mode=f"container:{container}",
             cap_add=["NET_ADMIN"],
             cap_drop=["ALL"],
