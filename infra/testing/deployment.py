@@ -84,6 +84,7 @@ class RedisDeployment:
         self._backend: TestcontainersBackend | None = None
         self._home: Path | None = None
         self._info: ConnectionInfo | None = None
+        self._faults: Faults | None = None
         self.topology: Topology | None = None  # as validated at start (None: attached)
         self._connection_file: Path | None = None
         self.seconds_to_ready: float | None = None  # from start() to ready
@@ -224,6 +225,7 @@ class RedisDeployment:
         deployment is not ours to remove: only forget it)."""
         home, backend, engine = self._home, self._backend, self._docker
         self._backend, self._home, self._info, self._connection_file = None, None, None, None
+        self._faults = None
         if home is None:
             return
         try:
@@ -306,7 +308,10 @@ class RedisDeployment:
 
     @property
     def faults(self) -> Faults:
-        return Faults(self._engine(), self.info.network)
+        """One for the deployment's life: a partition and its heal share what it knows."""
+        if self._faults is None:
+            self._faults = Faults.of(self._engine(), self.info)
+        return self._faults
 
     def container_of(self, node: str) -> str:
         return self.info.node(node).container

@@ -124,6 +124,19 @@ def test_partition_master_losses_are_the_stale_masters_and_bounded(
     _still_secure(group)
 
 
+def test_a_replica_partitioned_and_healed_by_the_helpers_keeps_its_fixed_address(
+    group: SentinelDeployment,
+) -> None:
+    """Sentinels and the master know a replica by the address the plan fixed; the
+    fixture's heal (a call apart from its partition) must put it back there."""
+    replica = next(node for node in group.info.data_nodes() if node.name != group.master())
+    group.partition(replica.name)
+    group.heal(replica.name)
+    networks = group.container(replica.name).attrs["NetworkSettings"]["Networks"]
+    assert networks[group.info.network]["IPAddress"] == replica.address
+    group.wait_converged()
+
+
 def test_losing_the_sentinel_majority_prevents_failover(group: SentinelDeployment) -> None:
     report = _drill(group, "kill-sentinels")
     assert report["failover"] is False

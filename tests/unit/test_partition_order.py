@@ -71,3 +71,14 @@ def test_heal_of_a_node_never_cut_off_changes_nothing() -> None:
     engine = FakeEngine()
     Faults(engine, "net").heal("node", "alias")  # type: ignore[arg-type]
     assert engine.calls == []
+
+
+def test_heal_by_another_faults_puts_the_node_back_at_its_fixed_address() -> None:
+    """A partition and its heal from two Faults (two calls of a fixture's helper, two
+    processes): the second learned nothing from the first, yet Sentinel's peers know the
+    node only by the address the plan fixed, so the heal must put it back there."""
+    engine = FakeEngine()
+    Faults(engine, "net").partition("node")  # type: ignore[arg-type]
+    healer = Faults(engine, "net", {"node": "10.9.0.5"})  # type: ignore[arg-type]
+    healer.heal("node", "alias")
+    assert "connect 10.9.0.5" in engine.calls

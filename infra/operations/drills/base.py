@@ -32,7 +32,7 @@ class Drill(ABC):
 
     def __init__(self, info: ConnectionInfo, engine: docker.DockerClient) -> None:
         self.info = info
-        self.faults = Faults(engine, info.network)
+        self.faults = Faults.of(engine, info)
         self.configured: dict[str, Any] = {}
 
     # -- what a topology provides -----------------------------------------------------

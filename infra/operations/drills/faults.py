@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 import docker
 import docker.errors
 
+from infra.core.connection import ConnectionInfo
 from infra.core.plan_specs import LABEL_ROLE
 
 BLACKHOLE_TABLE = 100  # routing table and rule priority of a partition's blackhole
@@ -15,10 +17,24 @@ BLACKHOLE_TABLE = 100  # routing table and rule priority of a partition's blackh
 class Faults:
     """Docker-level faults on the containers of one deployment."""
 
-    def __init__(self, client: docker.DockerClient, network: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        network: str,
+        fixed_addresses: Mapping[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.network = network  # the deployment's internal network
-        self._endpoints: dict[str, str | None] = {}  # container -> fixed address, while cut off
+        # container -> the address the plan fixed for it: a heal puts the node back there
+        # even when another Faults (another process, another call) cut it off.
+        self.fixed_addresses = dict(fixed_addresses or {})
+        self._endpoints: dict[str, str | None] = {}  # container -> its address, while cut off
+
+    @classmethod
+    def of(cls, client: docker.DockerClient, info: ConnectionInfo) -> Faults:
+        """The faults of a deployment, knowing the fixed addresses its plan gave the nodes."""
+        fixed = {node.container: node.address for node in info.nodes if node.address}
+        return cls(client, info.network, fixed)
 
     def kill(self, container: str) -> None:
         """SIGKILL: the process dies at once (no AOF flush beyond what the kernel holds)."""
@@ -79,7 +95,7 @@ class Faults:
         attached = {c.name for c in network.containers}
         if container in attached:
             return  # not cut off
-        address = self._endpoints.pop(container, None)
+        address = self._endpoints.pop(container, None) or self.fixed_addresses.get(container)
         network.connect(container, aliases=[alias], ipv4_address=address)
         with contextlib.suppress(docker.errors.ContainerError):  # no blackhole to lift
             subnet = self._subnet()
