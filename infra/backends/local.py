@@ -14,7 +14,7 @@ import io
 import ipaddress
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
     LABEL_VOLUME,
     ContainerSpec,
+    InstalledEntry,
     JobSpec,
     NetworkSpec,
     Plan,
@@ -74,6 +75,67 @@ def upload_archive(files: Mapping[str, tuple[str, int]]) -> bytes:
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def installed_archive(entries: Sequence[InstalledEntry], secrets: Mapping[str, str]) -> bytes:
+    """A tar of the entries, in order, with their owner and mode, extracted at `/`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.path.lstrip("/"))
+            info.mode, info.mtime = entry.mode, time.time()
+            info.uid = info.gid = entry.uid
+            if entry.content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                data = resolve(entry.content, secrets).encode()
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def create_job_container(
+    api: docker.APIClient, job: JobSpec, secrets: Mapping[str, str], labels: Mapping[str, str]
+) -> None:
+    host_config = api.create_host_config(
+        mounts=volume_mounts(job),
+        cap_drop=list(job.cap_drop),
+        cap_add=list(job.cap_add) or None,
+        security_opt=list(job.security_opt),
+        network_mode=job.network or "none",
+        pids_limit=job.pids_limit,
+        mem_limit=job.memory_bytes,
+    )
+    api.create_container(
+        job.image,
+        command=[resolve(part, secrets) for part in job.command],
+        name=job.name,
+        user=job.user,
+        labels={**job.labels, **labels},
+        host_config=host_config,
+    )
+
+
+def install_fresh(
+    api: docker.APIClient, job: JobSpec, secrets: Mapping[str, str], labels: Mapping[str, str]
+) -> JobResult:
+    """The config job's outcome in volumes that are all new, without running it: its
+    container, created and never started (so its volumes are mounted for the copy, and
+    no process or network namespace is made), takes the files as one archive and goes.
+    Docker keeps each entry's owner and mode; the markers come last, so a node started
+    meanwhile finds its files complete once it sees its marker."""
+    started = time.monotonic()
+    with contextlib.suppress(docker.errors.NotFound):  # a leftover of an interrupted run
+        api.remove_container(job.name, force=True)
+    create_job_container(api, job, secrets, labels)
+    try:
+        api.put_archive(job.name, "/", installed_archive(job.fresh_install, secrets))
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(job.name, force=True)
+    logs = "config: files copied into the new volumes\n"
+    return JobResult(job.name, 0, logs, time.monotonic() - started)
 
 
 def network_options(spec: NetworkSpec) -> dict[str, Any]:
@@ -177,8 +239,12 @@ class LocalBackend:
         (created, not started); record what was made. Returns the config job, maybe
         still running: a node waits for its last file, so `start` need not wait."""
         self.create_volumes(plan, extra_labels, created, existing)
+        # Volumes this run made are empty: their files need no job run (install_fresh).
+        fresh = {m.volume for m in plan.config_job.mounts} <= set(created.volumes)
         installer = ThreadPoolExecutor(max_workers=1)
-        installing: Future[JobResult] = installer.submit(self.run_job, plan.config_job, secrets)
+        installing: Future[JobResult] = installer.submit(
+            self.install_config, plan.config_job, secrets, fresh=fresh
+        )
         installer.shutdown(wait=False)  # the future outlives this call
         try:
             self.create_nodes(plan, secrets, host_ports, extra_labels, created, existing)
@@ -367,6 +433,13 @@ class LocalBackend:
                 spec.name, attachment.network, aliases=list(attachment.aliases) or None
             )
 
+    def install_config(self, job: JobSpec, secrets: Mapping[str, str], *, fresh: bool) -> JobResult:
+        """The config job's files: extracted, where every volume it mounts is new
+        (`fresh`), else the job run."""
+        if fresh and job.fresh_install:
+            return install_fresh(self.api, job, secrets, {})
+        return self.run_job(job, secrets)
+
     def run_job(self, job: JobSpec, secrets: Mapping[str, str], *, keep: bool = False) -> JobResult:
         """Run a one-shot job container to completion and remove it.
 
@@ -374,23 +447,7 @@ class LocalBackend:
         """
         started = time.monotonic()
         self.remove_container(job.name)  # a leftover from an interrupted run
-        host_config = self.api.create_host_config(
-            mounts=volume_mounts(job),
-            cap_drop=list(job.cap_drop),
-            cap_add=list(job.cap_add) or None,
-            security_opt=list(job.security_opt),
-            network_mode=job.network or "none",
-            pids_limit=job.pids_limit,
-            mem_limit=job.memory_bytes,
-        )
-        self.api.create_container(
-            job.image,
-            command=[resolve(part, secrets) for part in job.command],
-            name=job.name,
-            user=job.user,
-            labels=job.labels,
-            host_config=host_config,
-        )
+        create_job_container(self.api, job, secrets, {})
         try:
             container = self.client.containers.get(job.name)
             if job.uploads:

@@ -4,7 +4,9 @@ The third thin backend, beside the local one (docker SDK) and Pulumi: each netwo
 a testcontainers `Network`, each job and node a `DockerContainer` built from the
 plan's specs, so the hardening (users, capabilities, read-only root, limits, health
 check, loopback-only ports) is the plan's, decided once. Files reach a job as one
-archive copied in before start, like pulumi-docker's uploads. Nodes are created and
+archive copied in before start, like pulumi-docker's uploads; the config job is not
+run at all: every volume here is new, so its files are copied into its container,
+created and never started (local.install_fresh). Nodes are created and
 started side by side, in the plan's waves (replicas last); each start waits on the
 node's wait strategy, whose timeout error carries the node's log.
 
@@ -40,6 +42,7 @@ from infra.backends.local import (
     PARALLEL_DOCKER_CALLS,
     JobResult,
     health_check,
+    install_fresh,
     network_options,
     upload_archive,
     volume_mounts,
@@ -293,9 +296,12 @@ class TestcontainersBackend:
         with _ryuk_off():
             for volume in plan.volumes:
                 self._create_volume(volume)
-            # The config job runs on no network: the networks are made meanwhile.
+            # Every volume is new, so the config job's files are copied in, not installed
+            # by running it (local.install_fresh); the networks are made meanwhile.
             pool = ThreadPoolExecutor(max_workers=PARALLEL_DOCKER_CALLS)
-            installing = pool.submit(self.run_job, plan.config_job, secrets)
+            installing = pool.submit(
+                install_fresh, self.client.api, plan.config_job, secrets, self.labels
+            )
             made = [
                 pool.submit(network_object(network, self.labels, self.engine).create)
                 for network in plan.networks

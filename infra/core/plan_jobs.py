@@ -23,6 +23,7 @@ from infra.core.plan_specs import (
     LABEL_ROLE,
     Addressing,
     ContainerSpec,
+    InstalledEntry,
     JobKind,
     JobSpec,
     MountSpec,
@@ -60,6 +61,9 @@ def _config_job(
 ) -> JobSpec:
     uploads: list[UploadSpec] = []
     mounts: list[MountSpec] = []
+    # What the script leaves in empty volumes, from the same steps (see fresh_install).
+    fresh: list[InstalledEntry] = []
+    markers: list[InstalledEntry] = []
     owner = f"{topology.uid}:{topology.uid}"
     known = addressing.addresses if addressing else {}
     data = [known[s.node.name] for s in containers if s.node.is_data_node and s.node.name in known]
@@ -105,6 +109,7 @@ def _config_job(
             )
         for directory, mode in sorted(directories.items()):
             script.append(f"own_directory {shlex.quote(directory)} {mode}")
+            fresh.append(InstalledEntry(directory, int(mode, 8), topology.uid))
         for rendered in spec.files:
             staged = f"{STAGE_DIR}/{node}/{rendered.path}"
             uploads.append(UploadSpec(staged, rendered.content, 0o400))
@@ -112,8 +117,12 @@ def _config_job(
             mode = f"{rendered.mode if rendered.volume == 'config' else 0o600:04o}"
             installer = _INSTALLERS[rendered.install]
             script.append(f"{installer} {shlex.quote(staged)} {shlex.quote(target)} {mode}")
+            # Into an empty volume every installer is a copy: nothing recorded to keep.
+            fresh.append(InstalledEntry(target, int(mode, 8), topology.uid, rendered.content))
         # Last, once every file of the node is in place: the node waits for it.
-        script.append(f"mark_installed {shlex.quote(roots['config'] + '/' + FILES_INSTALLED)}")
+        marker = f"{roots['config']}/{FILES_INSTALLED}"
+        script.append(f"mark_installed {shlex.quote(marker)}")
+        markers.append(InstalledEntry(marker, 0o400, topology.uid, ""))
     # The staged copies held secrets; under Pulumi the job container outlives this script.
     script.append(f"rm -rf {STAGE_DIR}")
     script.append("echo config job: files installed")
@@ -131,6 +140,7 @@ def _config_job(
         uploads=tuple(uploads),
         labels={**base_labels(topology), LABEL_ROLE: JobKind.CONFIG.value},
         timeout_s=60,
+        fresh_install=(*fresh, *markers),
     )
 
 

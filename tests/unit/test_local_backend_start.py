@@ -151,3 +151,50 @@ def test_a_scale_out_starts_its_nodes_only_after_the_job(
     backend.create(plan, {}, {}, {}, Created(), inventory)
     assert len(job_done) == len(plan.containers)
     assert job_done.count(False) == before_the_job_ended  # fresh: all six, beside the job
+
+
+def test_the_copied_config_holds_every_staged_file_and_each_marker_comes_last(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    """A node starts once it sees its marker: every file must be in place before any."""
+    job = _plan(make_topology, certificates_for).config_job
+    entries = job.fresh_install
+    markers = [i for i, entry in enumerate(entries) if entry.path.endswith("/files-installed")]
+    assert len(markers) == len(job.mounts) // 2  # one per node (each a config + data volume)
+    assert min(markers) == len(entries) - len(markers)
+    files = sorted(e.content for e in entries if e.content)  # the markers are empty
+    assert files == sorted(upload.content for upload in job.uploads)
+
+
+@pytest.mark.parametrize(("kept", "runs_the_job"), [((), False), (("data",), True)])
+def test_the_job_runs_unless_every_volume_it_mounts_is_new(
+    make_topology: TopologyFactory,
+    certificates_for: CertsFor,
+    monkeypatch: pytest.MonkeyPatch,
+    kept: tuple[str, ...],
+    runs_the_job: bool,
+) -> None:
+    """Kept data volumes (`down --keep-data`, a scale-out) hold what Redis and Sentinel
+    recorded, which only the job's script knows how to keep."""
+    plan = _plan(make_topology, certificates_for)
+    backend, _api = _backend()
+    existing = Inventory()
+    existing.volumes.extend(v.name for v in plan.volumes if v.purpose in kept)
+    ran: list[str] = []
+
+    def record(how: str) -> Callable[..., JobResult]:
+        def install(*_: Any) -> JobResult:
+            ran.append(how)
+            return _ended(0).result()
+
+        return install
+
+    def make_volumes(plan: Plan, _labels: Any, created: Created, existing: Inventory) -> None:
+        created.volumes.extend(v.name for v in plan.volumes if v.name not in existing.volumes)
+
+    monkeypatch.setattr(backend, "create_volumes", make_volumes)
+    monkeypatch.setattr(backend, "create_nodes", lambda *_: None)
+    monkeypatch.setattr(backend, "run_job", record("run"))
+    monkeypatch.setattr("infra.backends.local.install_fresh", record("copy"))
+    backend.create_stopped(plan, {}, {}, {}, Created(), existing).result()
+    assert ran == (["run"] if runs_the_job else ["copy"])
