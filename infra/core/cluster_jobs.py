@@ -126,7 +126,12 @@ def functions_script(
 
 
 def create_script(
-    shards: list[Shard], tls_args: tuple[str, ...], admin_user: str, port: int
+    shards: list[Shard],
+    tls_args: tuple[str, ...],
+    admin_user: str,
+    port: int,
+    *,
+    finish: bool = True,
 ) -> str:
     """Bring the cluster to the plan's shards, whatever it is now.
 
@@ -210,6 +215,10 @@ def create_script(
         f"  cli --cluster rebalance {first}:{port} --cluster-use-empty-masters",
         f"  wait_agreement {first}",
         "fi",
+    ]
+    if not finish:  # the host loads the library and waits for ready (function_library)
+        return "\n".join([*lines, "echo cluster formed, the library and the wait left to the host"])
+    lines += [
         # Exit 0 means ready (plan_specs.READY_MEANS): `pulumi up` has no other wait.
         # Roles are whatever failovers made them, not the plan's: ask each node. The
         # library goes onto today's masters first (FUNCTION LOAD has no key: a node

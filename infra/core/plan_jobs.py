@@ -4,6 +4,7 @@ the operator jobs that form a Cluster or load the function library."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 
 from infra.assets import JOBS_DIR
 from infra.core.cluster_jobs import (
@@ -237,7 +238,10 @@ def _cluster_create_job(
     on every master; does nothing that is already done."""
     assert addressing is not None
     data = [spec for spec in containers if spec.node.is_data_node]
-    script = create_script(
-        shards_of(data, addressing), tls_cli_args(), topology.users.admin, topology.port
+    shards = shards_of(data, addressing)
+    admin, port = topology.users.admin, topology.port
+    job = operator_job(
+        topology, data, JobKind.CLUSTER_CREATE, create_script(shards, tls_cli_args(), admin, port)
     )
-    return operator_job(topology, data, JobKind.CLUSTER_CREATE, script)
+    forms_only = create_script(shards, tls_cli_args(), admin, port, finish=False)
+    return replace(job, host_finishes=replace(job, command=("sh", "-c", forms_only)))

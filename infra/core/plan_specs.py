@@ -238,6 +238,9 @@ class JobSpec:
     # instead of running it (~0.1 s against a container start beside the nodes').
     # In order; each node's marker (its files are complete) after all the files.
     fresh_install: tuple[InstalledEntry, ...] = ()
+    # The same job without its last steps (the function library, the wait until every
+    # node is ready), for a backend that reaches every node and does those from the host.
+    host_finishes: JobSpec | None = None
     memory_bytes: int = JOB_MEMORY_BYTES
     pids_limit: int = JOB_PIDS_LIMIT  # the local backend; Pulumi's provider has no such limit
 

@@ -1,12 +1,13 @@
 """The shipped function library, loaded from the host when every node is published.
 
-The plan's functions job (cluster_jobs.functions_script) does this from a container on
-the deployment's network: that is what Pulumi runs, and what `up` and the fixtures run
-when a node is not reachable from the host. From the host it takes a few
-milliseconds over the connection the readiness check already trusts; a job container's
-start and removal cost ~0.35 s of a single node's ~0.6 s bring-up here. The order is the
-job's: the topology is ready (a Sentinel group converged, so no failover can throw a
-freshly loaded library away), then the library on every master, then on every node.
+The plan's functions job (cluster_jobs.functions_script), and the cluster-create job's
+last steps, do this from a container on the deployment's network: that is what Pulumi
+runs, and what `up` and the fixtures run when a node is not reachable from the host.
+From the host it takes a few milliseconds over the connection the readiness check
+already trusts; a job container's start and removal cost ~0.35 s of a single node's
+~0.6 s bring-up here. The order is the job's: the topology is ready (a Sentinel group
+converged, so no failover can throw a freshly loaded library away; a Cluster serving
+every slot, every replica linked), then the library on every master, then on every node.
 """
 
 from __future__ import annotations
@@ -23,18 +24,26 @@ from infra.operations.polling import until_healthy
 
 
 def host_loads_library(plan: Plan, info: ConnectionInfo) -> bool:
-    """The plan has a functions job and the host reaches every node (a Sentinel group's
-    readiness, which must come first, is read from the sentinels)."""
-    return any(job.kind is JobKind.FUNCTIONS for job in plan.bootstrap_jobs) and all(
-        node.host is not None for node in info.nodes
-    )
+    """A job of the plan loads the library (the functions job, or the cluster-create job,
+    whose variant leaves it to the host) and the host reaches every node (a Sentinel
+    group's readiness, which must come first, is read from the sentinels)."""
+    return any(
+        job.kind is JobKind.FUNCTIONS or job.host_finishes is not None
+        for job in plan.bootstrap_jobs
+    ) and all(node.host is not None for node in info.nodes)
 
 
 def container_jobs(plan: Plan, info: ConnectionInfo) -> tuple[JobSpec, ...]:
-    """The bootstrap jobs a backend still runs as containers."""
+    """The bootstrap jobs a backend still runs as containers: where the host loads the
+    library, no functions job, and the cluster-create job without its last steps (the
+    library, then a wait for every node's readiness that the host does anyway: its
+    sequence of `redis-cli` runs, the container's exit and removal cost ~0.4 s after
+    the last master serves)."""
     if not host_loads_library(plan, info):
         return plan.bootstrap_jobs
-    return tuple(job for job in plan.bootstrap_jobs if job.kind is not JobKind.FUNCTIONS)
+    return tuple(
+        job.host_finishes or job for job in plan.bootstrap_jobs if job.kind is not JobKind.FUNCTIONS
+    )
 
 
 def library_name(code: str) -> str:

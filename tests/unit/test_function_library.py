@@ -53,13 +53,24 @@ def test_the_host_loads_the_library_when_it_reaches_every_node(
     assert container_jobs(plan, partly) == plan.bootstrap_jobs
 
 
-def test_a_cluster_keeps_its_create_job_which_loads_the_library_itself(
+def test_a_cluster_create_job_leaves_the_library_and_the_wait_to_a_host_that_reaches_all(
     make_topology: TopologyFactory, certificates_for: CertsFor
 ) -> None:
     plan = _plan(make_topology, certificates_for, "cluster")
+    (create,) = plan.bootstrap_jobs  # Pulumi's: it forms, loads and waits for ready
+    full = create.command[-1].splitlines()
+    assert full[-3].startswith("load_functions ") and full[-2].startswith("wait_ready ")
     info = _info(plan)
-    assert not host_loads_library(plan, info)
-    assert [job.kind for job in container_jobs(plan, info)] == [JobKind.CLUSTER_CREATE]
+    assert host_loads_library(plan, info)
+    (forms,) = container_jobs(plan, info)
+    assert forms.kind is JobKind.CLUSTER_CREATE and forms.name == create.name
+    steps = forms.command[-1].splitlines()[:-1]  # its last line says what it left
+    assert steps == full[: len(steps)] and full[len(steps) :][0].startswith("load_functions ")
+    assert steps[-1].startswith("fi") and "wait_agreement" in steps[-2]  # slot map agreed
+    # One node the host cannot reach: the whole job.
+    partly = _info(plan, frozenset({plan.containers[-1].node.name}))
+    assert not host_loads_library(plan, partly)
+    assert container_jobs(plan, partly) == plan.bootstrap_jobs
 
 
 def test_the_library_name_is_the_one_the_shipped_library_declares() -> None:

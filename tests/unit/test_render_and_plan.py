@@ -473,7 +473,8 @@ def test_every_job_script_passes_the_shell_linter(
     make_topology: TopologyFactory, certificates_for: CertsFor
 ) -> None:
     """The jobs' shell programs live in redis/jobs/*.sh; what a job really runs is those
-    functions plus the lines the plan writes around them: lint the whole of it."""
+    functions plus the lines the plan writes around them: lint the whole of it, and the
+    variants a backend runs when the host finishes a job."""
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         if os.environ.get("CI") == "true":
@@ -481,7 +482,8 @@ def test_every_job_script_passes_the_shell_linter(
         pytest.skip("shellcheck is not installed (scripts/setup.sh installs it)")
     for kind in ("single", "sentinel", "cluster"):
         plan = _plan(make_topology, certificates_for, kind)
-        for job in (plan.config_job, *plan.bootstrap_jobs):
+        variants = [job.host_finishes for job in plan.bootstrap_jobs if job.host_finishes]
+        for job in (plan.config_job, *plan.bootstrap_jobs, *variants):
             assert job.command[:2] == ("sh", "-c")
             linted = subprocess.run(
                 [shellcheck, "-s", "sh", "-"],
