@@ -126,16 +126,38 @@ def install_fresh(
     Docker keeps each entry's owner and mode; the markers come last, so a node started
     meanwhile finds its files complete once it sees its marker."""
     started = time.monotonic()
-    with contextlib.suppress(docker.errors.NotFound):  # a leftover of an interrupted run
-        api.remove_container(job.name, force=True)
-    create_job_container(api, job, secrets, labels)
-    try:
+    remove_container(api, job.name)  # a leftover of an interrupted run
+    try:  # a create that timed out may still have made the container: remove it too
+        create_job_container(api, job, secrets, labels)
         api.put_archive(job.name, "/", installed_archive(job.fresh_install, secrets))
     finally:
-        with contextlib.suppress(docker.errors.NotFound):
-            api.remove_container(job.name, force=True)
+        remove_container(api, job.name)
     logs = "config: files copied into the new volumes\n"
     return JobResult(job.name, 0, logs, time.monotonic() - started)
+
+
+def remove_container(api: docker.APIClient, name: str) -> None:
+    """Force-remove a container (not its volumes); gone already, or going, is fine."""
+    try:
+        api.remove_container(name, force=True, v=False)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):  # someone else is removing it
+            raise
+
+
+def create_volume(client: docker.DockerClient, spec: VolumeSpec, labels: Mapping[str, str]) -> None:
+    """Create a planned volume. Docker hands back a volume that already has the name,
+    whatever its labels: one that is not this deployment's is refused, not written to."""
+    asked = {**spec.labels, LABEL_VOLUME: spec.purpose, **labels}
+    volume = client.volumes.create(name=spec.name, labels=asked)
+    if not asked.items() <= (volume.attrs.get("Labels") or {}).items():
+        raise DeploymentError(
+            f"volume {spec.name}: it exists and is not this deployment's (its labels are "
+            f"not {LABEL_VOLUME}={spec.purpose} and this deployment's). Fix: remove it "
+            f"(docker volume rm {spec.name}) if nothing needs it, or choose another name"
+        )
 
 
 def network_options(spec: NetworkSpec) -> dict[str, Any]:
@@ -374,9 +396,7 @@ class LocalBackend:
         created.networks.append(spec.name)
 
     def _create_volume(self, spec: VolumeSpec, extra_labels: Mapping[str, str]) -> None:
-        self.client.volumes.create(
-            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose, **extra_labels}
-        )
+        create_volume(self.client, spec, extra_labels)
 
     def _create_container(
         self,
@@ -555,13 +575,7 @@ class LocalBackend:
             self.api.stop(name)  # its own StopTimeout (ContainerSpec.stop_grace_s)
 
     def remove_container(self, name: str) -> None:
-        try:
-            self.api.remove_container(name, force=True, v=False)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):  # someone else is removing it
-                raise
+        remove_container(self.api, name)
 
     def _remove_network(self, name: str) -> None:
         remove_network(self.client, name)

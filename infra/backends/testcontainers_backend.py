@@ -41,15 +41,16 @@ from infra.backends.local import (
     NANOSECONDS,
     PARALLEL_DOCKER_CALLS,
     JobResult,
+    create_volume,
     health_check,
     install_fresh,
     network_options,
+    remove_container,
     upload_archive,
     volume_mounts,
 )
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
-    LABEL_VOLUME,
     ContainerSpec,
     JobSpec,
     NetworkAttachment,
@@ -380,18 +381,10 @@ class TestcontainersBackend:
             self.run_job(job, secrets)
 
     def _remove(self, name: str) -> None:
-        try:
-            self.client.api.remove_container(name, force=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):  # the job's own stop() removing it
-                raise
+        remove_container(self.client.api, name)  # gone, or going (a job's own stop())
 
     def _create_volume(self, spec: VolumeSpec) -> None:
-        self.client.volumes.create(
-            name=spec.name, labels={**spec.labels, LABEL_VOLUME: spec.purpose, **self.labels}
-        )
+        create_volume(self.client, spec, self.labels)
         self.volumes.append(spec.name)
 
     def run_job(self, job: JobSpec, secrets: Mapping[str, str]) -> JobResult:

@@ -42,7 +42,12 @@ from infra.core.plan_specs import (
     JobSpec,
     Plan,
 )
-from infra.operations.function_library import container_jobs, host_loads_library, load_library
+from infra.operations.function_library import (
+    container_jobs,
+    host_loads_library,
+    load_library,
+    nodes_lacking_library,
+)
 from infra.operations.observe_sentinel import node_role
 from infra.operations.readiness import wait_for_ping, wait_topology_ready
 from infra.operations.state import StateDir, default_state_dir, port_in_use
@@ -303,7 +308,7 @@ def _confirm_existing(
         raise DeploymentDiffersError(
             prepared.topology.name, differences, out or prepared.state.connection_file
         )
-    notes = ["already deployed as planned: nothing changed"]
+    notes: list[str] = []
     stopped = [
         name
         for name, container in inventory.containers.items()
@@ -313,8 +318,16 @@ def _confirm_existing(
     for name in stopped:
         backend.client.containers.get(name).start()
     if stopped:
-        notes = [f"started stopped container(s): {', '.join(stopped)}"]
+        notes.append(f"started stopped container(s): {', '.join(stopped)}")
     _wait_ready(backend, prepared, ready_timeout_s, fresh=False)
+    if host_loads_library(prepared.plan, prepared.info):
+        # The host loads it once the nodes are ready: an `up` killed before that
+        # (no rollback runs then) left the nodes without it.
+        lacking = nodes_lacking_library(prepared.info)
+        if lacking:
+            load_library(prepared.info, ready_timeout_s)
+            notes.append(f"loaded the function library on {', '.join(lacking)}")
+    notes = notes or ["already deployed as planned: nothing changed"]
     written = write_connection_files(prepared, out)
     return UpResult(prepared.info, written, False, time.monotonic() - started, None, notes)
 

@@ -91,6 +91,21 @@ def load_library(
             client.close()
 
 
+def nodes_lacking_library(info: ConnectionInfo) -> list[str]:
+    """The data nodes that do not hold the shipped library (a run stopped before it
+    loaded it: the host loads it after the nodes start, so a killed `up` can leave it)."""
+    name = library_name(function_library())
+    lacking = []
+    for node in info.data_nodes():
+        client = admin_probe(info, node, timeout_s=5.0)
+        try:
+            if not _holds(client, name):
+                lacking.append(node.name)
+        finally:
+            client.close()
+    return lacking
+
+
 def _is_master(client: redis.Redis) -> bool:
     return str(client.info("replication").get("role")) == "master"
 

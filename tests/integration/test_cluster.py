@@ -17,6 +17,7 @@ import redis
 from infra.operations.client import cluster_client, no_retry, node_client
 from infra.operations.deploy import up
 from infra.operations.drills.cluster import ClusterDrill
+from infra.operations.function_library import nodes_lacking_library
 from infra.operations.observe_cluster import cluster_problems, cluster_state
 from infra.operations.pinned_tls import PinnedTLSConnection
 from infra.operations.scale import scale_cluster
@@ -62,6 +63,8 @@ def test_up_returns_a_formed_cluster(cluster: ClusterDeployment) -> None:
         master = state.master_of_slot_owner(cluster.info, node.name)
         shard_master = next(n for n in cluster.info.data_nodes() if n.shard == node.shard).name
         assert master == shard_master, node.name
+    # The fixtures' create job left the library to the host: on every node, replicas too.
+    assert nodes_lacking_library(cluster.info) == []
 
 
 def test_slot_coverage_by_redis_cli_check(cluster: ClusterDeployment) -> None:

@@ -166,6 +166,40 @@ def test_a_config_volume_left_behind_is_rebuilt_before_its_node_starts(
         down(name, engine, keep_data=False)
 
 
+def test_a_volume_of_the_same_name_that_is_not_ours_is_refused_and_left_as_it_was(
+    engine: docker.DockerClient, redis_image: str, probe_image: str, tmp_path: Path
+) -> None:
+    # Docker's volume create hands back a volume that already has the name, whatever
+    # its labels: without a check, the node would run on someone else's data (and a
+    # rollback would delete it).
+    name = unique_name("foreign")
+    volume = f"{name}-redis-data"
+    engine.volumes.create(volume, labels={"owner": "another-app"})
+    try:
+        engine.containers.run(
+            probe_image,
+            ["sh", "-c", "echo theirs > /v/keep-me"],
+            volumes={volume: {"bind": "/v", "mode": "rw"}},
+            user="0:0",
+            remove=True,
+        )
+        topology = load_topology("single", name, {"image": redis_image})
+        with pytest.raises(DeploymentError, match=rf"volume {volume}: .*docker volume rm"):
+            up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=30)
+        assert _labelled(engine, name) == []  # what this run made is gone
+        assert engine.volumes.get(volume).attrs["Labels"] == {"owner": "another-app"}
+        kept = engine.containers.run(
+            probe_image,
+            ["cat", "/v/keep-me"],
+            volumes={volume: {"bind": "/v", "mode": "ro"}},
+            remove=True,
+        )
+        assert kept.decode().strip() == "theirs"
+    finally:
+        down(name, engine, keep_data=False)  # only if the assertions failed
+        engine.volumes.get(volume).remove(force=True)
+
+
 def _exit_codes(engine: docker.DockerClient, container: str, since: float) -> list[str]:
     """The exit code of each time `container` died since `since`, as Docker recorded it."""
     # The name is unique to this test, so a wide window picks up nothing else and

@@ -9,8 +9,9 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
+import requests
 
-from infra.backends.local import Created, JobResult, LocalBackend
+from infra.backends.local import Created, JobResult, LocalBackend, install_fresh
 from infra.backends.local_inventory import Inventory
 from infra.core.certs import CertificateSet
 from infra.core.errors import DeploymentError
@@ -198,3 +199,25 @@ def test_the_job_runs_unless_every_volume_it_mounts_is_new(
     monkeypatch.setattr("infra.backends.local.install_fresh", record("copy"))
     backend.create_stopped(plan, {}, {}, {}, Created(), existing).result()
     assert ran == (["run"] if runs_the_job else ["copy"])
+
+
+class CreateTimesOutApi(FakeApi):
+    """Docker made the container, but the answer did not come in time."""
+
+    def create_host_config(self, **options: Any) -> dict[str, Any]:
+        return options
+
+    def create_container(self, *_: Any, **__: Any) -> None:
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+
+def test_a_copy_whose_container_create_timed_out_removes_that_container(
+    make_topology: TopologyFactory, certificates_for: CertsFor
+) -> None:
+    """Left behind, the labelled container would hold the new volumes (the rollback could
+    not remove them) and make the next `up` see a deployment that is not there."""
+    job = _plan(make_topology, certificates_for).config_job
+    api = CreateTimesOutApi()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        install_fresh(api, job, {}, {})  # type: ignore[arg-type]
+    assert api.removed == [job.name, job.name]  # a leftover of an earlier run, then its own
