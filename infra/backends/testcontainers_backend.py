@@ -51,6 +51,8 @@ from infra.backends.local import (
 )
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
+    ALIVE_EVERY_S,
+    PING_POLL_S,
     ContainerSpec,
     JobSpec,
     NetworkAttachment,
@@ -201,13 +203,18 @@ class ContainerLogWait(WaitStrategy):
         super().__init__()
         self.what = what
         self.ready = ready
-        self.with_startup_timeout(int(timeout_s)).with_poll_interval(0.05)
+        self.with_startup_timeout(int(timeout_s)).with_poll_interval(PING_POLL_S)
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         wrapped = container.get_wrapped_container()
         deadline = time.monotonic() + self._startup_timeout
+        reloaded = time.monotonic()
         while not self.ready():
+            if time.monotonic() - reloaded < ALIVE_EVERY_S:  # an engine call: not every poll
+                time.sleep(self._poll_interval)
+                continue
             wrapped.reload()
+            reloaded = time.monotonic()
             # A fresh node that exited once is failing (its restart policy hides it).
             if wrapped.status not in ("created", "running") or wrapped.attrs["RestartCount"]:
                 raise DeploymentError(

@@ -56,6 +56,11 @@ JOB_PIDS_LIMIT = 64
 
 # How long a backend waits for a node's authenticated health check (local and Pulumi).
 READY_TIMEOUT_S = 90
+# How often a bring-up tries a starting node's PING from the host (a refused connect
+# costs ~0.1 ms: the port is published before Redis listens), and how often it asks
+# the engine whether the node's container died meanwhile (a call per container).
+PING_POLL_S = 0.01
+ALIVE_EVERY_S = 0.1
 # What "ready" means per kind: what `up` (and every bring-up figure) waits for.
 READY_MEANS = {
     Kind.SINGLE: "authenticated TLS PING",

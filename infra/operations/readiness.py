@@ -8,6 +8,7 @@ from collections.abc import Callable
 import redis
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import DeploymentError
+from infra.core.plan_specs import ALIVE_EVERY_S, PING_POLL_S
 from infra.operations.client import no_retry, node_client
 from infra.operations.observe_cluster import wait_cluster_ready
 from infra.operations.observe_sentinel import wait_converged
@@ -26,6 +27,7 @@ def wait_for_ping(
     log instead of after the whole timeout.
     """
     deadline = time.monotonic() + timeout_s
+    checked_alive = time.monotonic()
     for node in info.nodes:
         if node.host is None:
             continue
@@ -44,15 +46,16 @@ def wait_for_ping(
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                     # Not listening yet, or TLS not up yet: both mean "starting".
                     last_error = exc
-                if alive is not None:
-                    alive()
+                if alive is not None and time.monotonic() - checked_alive >= ALIVE_EVERY_S:
+                    alive()  # an engine call per container: not at every poll
+                    checked_alive = time.monotonic()
                 if time.monotonic() > deadline:
                     raise DeploymentError(
                         f"{node.name} did not answer an authenticated TLS PING on "
                         f"{node.host}:{node.port} within {timeout_s:.0f} s "
                         f"(last error: {last_error})"
                     )
-                time.sleep(0.05)
+                time.sleep(PING_POLL_S)
         finally:
             client.close()
 
