@@ -20,6 +20,7 @@ the local and Pulumi backends keep the grace).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -59,6 +60,7 @@ from infra.core.plan_specs import (
     NetworkSpec,
     Plan,
     VolumeSpec,
+    ping_poll_s,
 )
 from infra.core.secrets import resolve
 
@@ -203,15 +205,16 @@ class ContainerLogWait(WaitStrategy):
         super().__init__()
         self.what = what
         self.ready = ready
-        self.with_startup_timeout(int(timeout_s)).with_poll_interval(PING_POLL_S)
+        # testcontainers keeps whole seconds: round up, so 0.5 s is not "no wait at all".
+        self.with_startup_timeout(math.ceil(timeout_s)).with_poll_interval(PING_POLL_S)
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         wrapped = container.get_wrapped_container()
-        deadline = time.monotonic() + self._startup_timeout
-        reloaded = time.monotonic()
+        began = reloaded = time.monotonic()
+        deadline = began + self._startup_timeout
         while not self.ready():
             if time.monotonic() - reloaded < ALIVE_EVERY_S:  # an engine call: not every poll
-                time.sleep(self._poll_interval)
+                time.sleep(ping_poll_s(time.monotonic() - began))
                 continue
             wrapped.reload()
             reloaded = time.monotonic()
@@ -226,7 +229,7 @@ class ContainerLogWait(WaitStrategy):
                     f"{wrapped.name}: no {self.what} within {self._startup_timeout:.0f} s; "
                     f"its log:\n{_tail(wrapped)}"
                 )
-            time.sleep(self._poll_interval)
+            time.sleep(ping_poll_s(time.monotonic() - began))
 
 
 def _engine_started(node: DockerContainer, starting: Future[None]) -> None:

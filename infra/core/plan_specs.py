@@ -56,11 +56,23 @@ JOB_PIDS_LIMIT = 64
 
 # How long a backend waits for a node's authenticated health check (local and Pulumi).
 READY_TIMEOUT_S = 90
-# How often a bring-up tries a starting node's PING from the host (a refused connect
-# costs ~0.1 ms: the port is published before Redis listens), and how often it asks
-# the engine whether the node's container died meanwhile (a call per container).
+# How often a bring-up tries a starting node's PING from the host. A node answers
+# ~20 ms after its start, and a refused connect costs ~0.1 ms (with Docker's userland
+# proxy off, as scripts/ensure-docker.sh runs it), so every 10 ms for the first second;
+# then every 50 ms (the proxy accepts every connect, so each try is a TLS handshake,
+# and a node loading its data answers none). And how often it asks the engine whether
+# the node's container died meanwhile (a call per container).
 PING_POLL_S = 0.01
+PING_POLL_LATER_S = 0.05
+PING_FAST_FOR_S = 1.0
 ALIVE_EVERY_S = 0.1
+
+
+def ping_poll_s(waited_s: float) -> float:
+    """The pause before the next PING of a node waited for `waited_s` so far."""
+    return PING_POLL_S if waited_s < PING_FAST_FOR_S else PING_POLL_LATER_S
+
+
 # What "ready" means per kind: what `up` (and every bring-up figure) waits for.
 READY_MEANS = {
     Kind.SINGLE: "authenticated TLS PING",

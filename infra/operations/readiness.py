@@ -8,7 +8,7 @@ from collections.abc import Callable
 import redis
 from infra.core.connection import ConnectionInfo
 from infra.core.errors import DeploymentError
-from infra.core.plan_specs import ALIVE_EVERY_S, PING_POLL_S
+from infra.core.plan_specs import ALIVE_EVERY_S, ping_poll_s
 from infra.operations.client import no_retry, node_client
 from infra.operations.observe_cluster import wait_cluster_ready
 from infra.operations.observe_sentinel import wait_converged
@@ -27,7 +27,7 @@ def wait_for_ping(
     log instead of after the whole timeout.
     """
     deadline = time.monotonic() + timeout_s
-    checked_alive = time.monotonic()
+    began = checked_alive = time.monotonic()
     for node in info.nodes:
         if node.host is None:
             continue
@@ -50,12 +50,14 @@ def wait_for_ping(
                     alive()  # an engine call per container: not at every poll
                     checked_alive = time.monotonic()
                 if time.monotonic() > deadline:
+                    if alive is not None:
+                        alive()  # a container that died meanwhile: its log says why
                     raise DeploymentError(
                         f"{node.name} did not answer an authenticated TLS PING on "
                         f"{node.host}:{node.port} within {timeout_s:.0f} s "
                         f"(last error: {last_error})"
                     )
-                time.sleep(PING_POLL_S)
+                time.sleep(ping_poll_s(time.monotonic() - began))
         finally:
             client.close()
 

@@ -32,7 +32,7 @@ class FakeContainer:
         self.attrs: dict[str, Any] = {"State": {"ExitCode": 1}, "RestartCount": restarts}
 
     def reload(self) -> None:
-        pass
+        self.reloads = getattr(self, "reloads", 0) + 1
 
     def logs(self, tail: int = 40) -> bytes:
         return b"FATAL CONFIG FILE ERROR (Redis 7.0.15)\n"
@@ -61,6 +61,17 @@ def test_a_node_that_never_answers_times_out_with_its_log() -> None:
     wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=0)
     with pytest.raises(TimeoutError, match=r"(?s)no authenticated TLS PING within 0 s.*FATAL"):
         wait.wait_until_ready(FakeContainer("running"))  # type: ignore[arg-type]
+
+
+def test_the_engine_is_asked_about_the_container_far_less_often_than_the_node_is_tried() -> None:
+    """Tries every 10 ms (a node answers ~20 ms after its start); each reload is an engine
+    call, made at most every 0.1 s (on code that reloads at every try: 20 of them)."""
+    tries = iter([False] * 20 + [True])
+    wait = ContainerLogWait("authenticated TLS PING", lambda: next(tries), timeout_s=30)
+    container = FakeContainer("running")
+    wait.wait_until_ready(container)  # type: ignore[arg-type]
+    assert next(tries, "done") == "done"  # every try was made, the 21st answered
+    assert getattr(container, "reloads", 0) <= 5
 
 
 def test_a_node_is_built_with_the_plans_hardening(
