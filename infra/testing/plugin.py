@@ -141,11 +141,14 @@ def deployment_of(
         try:
             started = stack.enter_context(deployment.with_settings(settings or {}))
         except RedisInfraError as exc:
-            pytest.fail(
-                f"redis-infra: the {kind} deployment of {origin} did not start: {exc}",
-                pytrace=False,
-            )
-        yield started
+            failure = exc
+        else:
+            yield started
+            return
+    # Outside the `except`: pytest would print the message again, as the cause.
+    pytest.fail(
+        f"redis-infra: the {kind} deployment of {origin} did not start: {failure}", pytrace=False
+    )
 
 
 def redis_deployment_factory(
