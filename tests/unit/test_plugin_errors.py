@@ -42,8 +42,9 @@ def test_a_misspelled_setting_fails_its_test_with_the_message_alone(
     assert "use memory.maxmemory" in output  # the fix
     assert "@pytest.mark.redis_topology of test_app.py::test_misspelled" in output
     assert "plugin.py" not in output and "contextlib" not in output
-    # Once, not again as the cause of the failure ("During handling of the above ...").
-    assert output.count("is not a known setting") == 1 and "During handling" not in output
+    # Not again as the cause of the failure (the summary line may repeat it: in full
+    # under CI=true, cut to the terminal's width elsewhere).
+    assert "During handling of the above exception" not in output
 
 
 def test_no_engine_fails_each_test_with_how_to_start_one_in_a_few_lines(
