@@ -53,7 +53,6 @@ from infra.backends.local import (
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import (
     ALIVE_EVERY_S,
-    PING_POLL_S,
     ContainerSpec,
     JobSpec,
     NetworkAttachment,
@@ -206,7 +205,7 @@ class ContainerLogWait(WaitStrategy):
         self.what = what
         self.ready = ready
         # testcontainers keeps whole seconds: round up, so 0.5 s is not "no wait at all".
-        self.with_startup_timeout(math.ceil(timeout_s)).with_poll_interval(PING_POLL_S)
+        self.with_startup_timeout(math.ceil(timeout_s))  # the loop's pauses: ping_poll_s
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         wrapped = container.get_wrapped_container()

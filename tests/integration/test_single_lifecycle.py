@@ -83,6 +83,20 @@ def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
     assert client.ping()
 
 
+def _in_volume(
+    engine: docker.DockerClient, image: str, volume: str, script: str, mode: str = "rw"
+) -> str:
+    """Run `script` as root in a throwaway container with `volume` at /v; its output."""
+    output = engine.containers.run(
+        image,
+        ["sh", "-c", script],
+        volumes={volume: {"bind": "/v", "mode": mode}},
+        user="0:0",
+        remove=True,
+    )
+    return bytes(output).decode()
+
+
 def test_bad_input_and_missing_image_create_nothing(
     engine: docker.DockerClient, redis_image: str, tmp_path: Path
 ) -> None:
@@ -151,13 +165,8 @@ def test_a_config_volume_left_behind_is_rebuilt_before_its_node_starts(
     topology = load_topology("single", name, {"image": redis_image})
     try:
         engine.volumes.create(volume, labels={LABEL_NAME: name, LABEL_VOLUME: "config"})
-        engine.containers.run(
-            probe_image,
-            ["sh", "-c", "echo 'port 6379' > /v/redis.conf && : > /v/files-installed"],
-            volumes={volume: {"bind": "/v", "mode": "rw"}},
-            user="0:0",
-            remove=True,
-        )
+        planted = "echo 'port 6379' > /v/redis.conf && : > /v/files-installed"
+        _in_volume(engine, probe_image, volume, planted)
         result = up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=30)
         # On the planted file Redis would serve plaintext: this TLS PING would fail.
         assert node_client(result.info, result.info.data_nodes()[0]).ping()
@@ -176,25 +185,13 @@ def test_a_volume_of_the_same_name_that_is_not_ours_is_refused_and_left_as_it_wa
     volume = f"{name}-redis-data"
     engine.volumes.create(volume, labels={"owner": "another-app"})
     try:
-        engine.containers.run(
-            probe_image,
-            ["sh", "-c", "echo theirs > /v/keep-me"],
-            volumes={volume: {"bind": "/v", "mode": "rw"}},
-            user="0:0",
-            remove=True,
-        )
+        _in_volume(engine, probe_image, volume, "echo theirs > /v/keep-me")
         topology = load_topology("single", name, {"image": redis_image})
         with pytest.raises(DeploymentError, match=rf"volume {volume}: .*docker volume rm"):
             up(topology, engine, connection_file=tmp_path / "c.json", ready_timeout_s=30)
         assert _labelled(engine, name) == []  # what this run made is gone
         assert engine.volumes.get(volume).attrs["Labels"] == {"owner": "another-app"}
-        kept = engine.containers.run(
-            probe_image,
-            ["cat", "/v/keep-me"],
-            volumes={volume: {"bind": "/v", "mode": "ro"}},
-            remove=True,
-        )
-        assert kept.decode().strip() == "theirs"
+        assert _in_volume(engine, probe_image, volume, "cat /v/keep-me", mode="ro") == "theirs\n"
     finally:
         down(name, engine, keep_data=False)  # only if the assertions failed
         engine.volumes.get(volume).remove(force=True)
