@@ -27,7 +27,18 @@ python3 -m venv "$work/venv"
 cd "$work"  # nothing of the checkout is reachable from here
 export REDIS_INFRA_STATE_HOME="$work/state"
 cli="$work/venv/bin/redis-infra"
-step() { echo "wheel: $*"; "$@"; }
+step() {  # COMMAND...: run it; a failure also goes to stderr, with the command's last lines
+  echo "wheel: $*"
+  local status
+  set +e
+  "$@" 2>&1 | tee "$work/step.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    { echo "wheel: $* exited $status; its last lines:"; tail -n 40 "$work/step.log"; } >&2
+    exit "$status"
+  fi
+}
 step "$cli" image build
 step "$cli" render --topology sentinel --name "$name" --out "$work/rendered"
 test -s "$work/rendered/$name-data-0/redis.conf" && test -s "$work/rendered/$name-sentinel-0/sentinel.conf"
