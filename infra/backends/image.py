@@ -41,6 +41,10 @@ class BuiltImage:
     redis_version: str
     seconds: float
     size_bytes: int
+    # What the tag named before, if the build moved it: removed, unless a container
+    # (a deployment's node, even stopped) or another tag still uses it.
+    replaced: str | None = None
+    replaced_removed: bool = False
 
 
 def _package_version(package: str) -> str | None:
@@ -172,19 +176,41 @@ def build_image(
         f'org.opencontainers.image.version="{redis_version}" '
         f'redis-infra.source="debian-packages"',
     ]
+    previous = _image_id(client, reference)
     result = client.api.import_image_from_data(
         rootfs, repository=repository, tag=tag, changes=changes
     )
     if "error" in str(result).lower():
         raise EngineError(f"docker import failed: {result}")
     image = client.images.get(reference)
+    # Each import is a new image (its creation time differs); the one the tag left
+    # would stay behind untagged, ~20 MB a build, one per test session for the probe.
+    replaced = previous if previous and previous != image.id else None
     return BuiltImage(
         reference=reference,
         image_id=image.id or "",
         redis_version=redis_version,
         seconds=time.monotonic() - started,
         size_bytes=int(image.attrs.get("Size", 0)),
+        replaced=replaced,
+        replaced_removed=replaced is not None and _remove_if_unused(client, replaced),
     )
+
+
+def _image_id(client: docker.DockerClient, reference: str) -> str | None:
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        return client.images.get(reference).id
+    return None
+
+
+def _remove_if_unused(client: docker.DockerClient, image_id: str) -> bool:
+    """Remove an image nothing uses; the engine refuses (409) one that a container or
+    another tag still uses, and then it stays."""
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError:
+        return False
+    return True
 
 
 def ensure_image_available(client: docker.DockerClient, reference: str) -> None:

@@ -44,6 +44,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         f"built {built.reference} (Redis {built.redis_version}, {built.size_bytes / 1e6:.1f} MB, "
         f"{built.image_id[:19]}) in {built.seconds:.2f} s"
     )
+    if built.replaced and built.replaced_removed:
+        print(f"removed the image it replaced ({built.replaced[:19]})")
+    elif built.replaced:
+        print(
+            f"kept the image it replaced ({built.replaced[:19]}): a container (a node made "
+            "before this build, even stopped) or another tag still uses it"
+        )
     return EXIT_OK
 
 
