@@ -27,11 +27,12 @@ python3 -m venv "$work/venv"
 cd "$work"  # nothing of the checkout is reachable from here
 export REDIS_INFRA_STATE_HOME="$work/state"
 cli="$work/venv/bin/redis-infra"
+export PYTHONUNBUFFERED=1  # through tee, a command's stdout and stderr keep their order
 step() {  # COMMAND...: run it; a failure also goes to stderr, with the command's last lines
   echo "wheel: $*"
   local status
   set +e
-  "$@" 2>&1 | tee "$work/step.log"
+  "$@" 2>&1 | tee -i "$work/step.log"
   status=${PIPESTATUS[0]}
   set -e
   if [ "$status" -ne 0 ]; then

@@ -29,6 +29,8 @@ from infra.core.errors import EngineError
 MANIFEST = IMAGE_MANIFEST
 DEFAULT_IMAGE = "redis-infra/redis:7.0.15"
 LOCAL_NAMESPACE = "redis-infra/"  # images only ever built here, never pulled
+# On every image build_image makes: how its untagged leftovers are found.
+BUILT_LABEL_KEY, BUILT_LABEL_VALUE = "redis-infra.source", "debian-packages"
 REDIS_UID = 999
 _EPOCH = 0  # fixed mtimes: the same packages give the same layer
 _LDD_PATH = re.compile(r"(/[^\s)]+)")
@@ -41,10 +43,8 @@ class BuiltImage:
     redis_version: str
     seconds: float
     size_bytes: int
-    # What the tag named before, if the build moved it: removed, unless a container
-    # (a deployment's node, even stopped) or another tag still uses it.
-    replaced: str | None = None
-    replaced_removed: bool = False
+    replaced: str | None = None  # what the tag named before, if the build moved it
+    removed: tuple[str, ...] = ()  # untagged images of earlier builds nothing uses
 
 
 def _package_version(package: str) -> str | None:
@@ -174,7 +174,7 @@ def build_image(
         'CMD ["redis-server", "/etc/redis-infra/redis.conf"]',
         f'LABEL org.opencontainers.image.title="redis-infra Redis" '
         f'org.opencontainers.image.version="{redis_version}" '
-        f'redis-infra.source="debian-packages"',
+        f'{BUILT_LABEL_KEY}="{BUILT_LABEL_VALUE}"',
     ]
     previous = _image_id(client, reference)
     result = client.api.import_image_from_data(
@@ -183,17 +183,14 @@ def build_image(
     if "error" in str(result).lower():
         raise EngineError(f"docker import failed: {result}")
     image = client.images.get(reference)
-    # Each import is a new image (its creation time differs); the one the tag left
-    # would stay behind untagged, ~20 MB a build, one per test session for the probe.
-    replaced = previous if previous and previous != image.id else None
     return BuiltImage(
         reference=reference,
         image_id=image.id or "",
         redis_version=redis_version,
         seconds=time.monotonic() - started,
         size_bytes=int(image.attrs.get("Size", 0)),
-        replaced=replaced,
-        replaced_removed=replaced is not None and _remove_if_unused(client, replaced),
+        replaced=previous if previous and previous != image.id else None,
+        removed=_remove_unused_builds(client),
     )
 
 
@@ -203,14 +200,17 @@ def _image_id(client: docker.DockerClient, reference: str) -> str | None:
     return None
 
 
-def _remove_if_unused(client: docker.DockerClient, image_id: str) -> bool:
-    """Remove an image nothing uses; the engine refuses (409) one that a container or
-    another tag still uses, and then it stays."""
-    try:
-        client.images.remove(image_id)
-    except docker.errors.APIError:
-        return False
-    return True
+def _remove_unused_builds(client: docker.DockerClient) -> tuple[str, ...]:
+    """Each import is a new image (its creation time differs), ~20 MB: the one a build
+    moved the tag from stays behind untagged, one per build. Removed here are the
+    untagged images of our builds (by their label) that no container uses. One that a
+    container still uses (a node made before the rebuild, even stopped) is kept and
+    goes at the first build after its last `down`; one another tag names is not
+    untagged, and stays."""
+    ours = f"{BUILT_LABEL_KEY}={BUILT_LABEL_VALUE}"
+    pruned = client.images.prune(filters={"dangling": True, "label": ours})
+    deleted = pruned.get("ImagesDeleted") or ()
+    return tuple(entry["Deleted"] for entry in deleted if "Deleted" in entry)
 
 
 def ensure_image_available(client: docker.DockerClient, reference: str) -> None:

@@ -44,12 +44,16 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         f"built {built.reference} (Redis {built.redis_version}, {built.size_bytes / 1e6:.1f} MB, "
         f"{built.image_id[:19]}) in {built.seconds:.2f} s"
     )
-    if built.replaced and built.replaced_removed:
-        print(f"removed the image it replaced ({built.replaced[:19]})")
-    elif built.replaced:
+    if built.removed:
         print(
-            f"kept the image it replaced ({built.replaced[:19]}): a container (a node made "
-            "before this build, even stopped) or another tag still uses it"
+            f"removed {len(built.removed)} untagged image(s) of earlier builds that no "
+            f"container uses ({', '.join(i[:19] for i in built.removed)})"
+        )
+    if built.replaced and built.replaced not in built.removed:
+        print(
+            f"kept the image it replaced ({built.replaced[:19]}): containers made before "
+            "this build run it until `down` (the next build after that removes it), or "
+            "another tag names it"
         )
     return EXIT_OK
 
