@@ -291,7 +291,15 @@ def _own_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
     try:
         yield loop
     finally:
-        asyncio.set_event_loop(previous)  # left open: its futures may report later
+        # The failed run's last tasks still wait; left pending, each would be reported
+        # as "destroyed but it is pending" at exit. Its futures may still report later,
+        # to the handler above.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+        asyncio.set_event_loop(previous)
 
 
 def test_a_failing_config_job_stops_the_deployment(certs_dir: Path) -> None:
