@@ -212,22 +212,20 @@ class ContainerLogWait(WaitStrategy):
         began = reloaded = time.monotonic()
         deadline = began + self._startup_timeout
         while not self.ready():
-            if time.monotonic() - reloaded < ALIVE_EVERY_S:  # an engine call: not every poll
-                time.sleep(ping_poll_s(time.monotonic() - began))
-                continue
-            wrapped.reload()
-            reloaded = time.monotonic()
-            # A fresh node that exited once is failing (its restart policy hides it).
-            if wrapped.status not in ("created", "running") or wrapped.attrs["RestartCount"]:
-                raise DeploymentError(
-                    f"{wrapped.name} stopped before {self.what} "
-                    f"(exit code {wrapped.attrs['State'].get('ExitCode')}):\n{_tail(wrapped)}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{wrapped.name}: no {self.what} within {self._startup_timeout:.0f} s; "
-                    f"its log:\n{_tail(wrapped)}"
-                )
+            if time.monotonic() - reloaded >= ALIVE_EVERY_S:  # an engine call: not every poll
+                wrapped.reload()
+                reloaded = time.monotonic()
+                # A fresh node that exited once is failing (its restart policy hides it).
+                if wrapped.status not in ("created", "running") or wrapped.attrs["RestartCount"]:
+                    raise DeploymentError(
+                        f"{wrapped.name} stopped before {self.what} (exit code "
+                        f"{wrapped.attrs['State'].get('ExitCode')}):\n{_tail(wrapped)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{wrapped.name}: no {self.what} within {self._startup_timeout:.0f} s; "
+                        f"its log:\n{_tail(wrapped)}"
+                    )
             time.sleep(ping_poll_s(time.monotonic() - began))
 
 

@@ -26,8 +26,8 @@ def wait_for_ping(
     `alive` raises if a container died meanwhile, so a crash fails at once with its
     log instead of after the whole timeout.
     """
-    deadline = time.monotonic() + timeout_s
     began = checked_alive = time.monotonic()
+    deadline = began + timeout_s
     for node in info.nodes:
         if node.host is None:
             continue

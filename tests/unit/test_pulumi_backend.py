@@ -267,7 +267,7 @@ def test_weak_secret_stops_the_program_before_any_resource(certs_dir: Path) -> N
     assert mocks.resources == []
 
 
-class _QuietJobFailures:
+def _quiet_job_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """The exception handler of the event loop the failing run gets to itself.
 
     The job's failure reaches every output that depends on it; each that nobody awaits
@@ -276,17 +276,15 @@ class _QuietJobFailures:
     tracebacks on stderr). A future reports to the loop it was made on, so on a loop
     of its own the job's failures are let go quietly, at whatever time; anything else
     is reported as usual."""
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if not isinstance(context.get("exception"), JobFailedError):
-            loop.default_exception_handler(context)
+    if not isinstance(context.get("exception"), JobFailedError):
+        loop.default_exception_handler(context)
 
 
 @contextlib.contextmanager
 def _own_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
     previous = _ensure_event_loop()
     loop = asyncio.new_event_loop()
-    loop.set_exception_handler(_QuietJobFailures())
+    loop.set_exception_handler(_quiet_job_failures)
     asyncio.set_event_loop(loop)
     try:
         yield loop
