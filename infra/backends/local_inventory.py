@@ -111,6 +111,18 @@ def differences(plan: Plan, inventory: Inventory, host_ports: Mapping[str, int])
     return found
 
 
+def nodes_on_other_image(inventory: Inventory, image_id: str) -> list[str]:
+    """The deployment's node containers made from another image than `image_id` (the
+    one their reference names now): a rebuild or a pull moved the tag since they were
+    made, and a container keeps the image it was made from."""
+    jobs = {kind.value for kind in JobKind}
+    return sorted(
+        name
+        for name, container in inventory.containers.items()
+        if container.labels.get(LABEL_ROLE) not in jobs and container.attrs.get("Image") != image_id
+    )
+
+
 def _host_port(container: Container, spec: ContainerSpec) -> int | None:
     if not spec.ports:
         return None

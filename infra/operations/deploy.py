@@ -22,7 +22,7 @@ import docker
 
 from infra.backends.image import ensure_image_available
 from infra.backends.local import Created, JobResult, LocalBackend
-from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory
+from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory, nodes_on_other_image
 from infra.core.certs_brought import tls_bundle
 from infra.core.connection import (
     ConnectionInfo,
@@ -327,6 +327,17 @@ def _confirm_existing(
         if lacking:
             load_library(prepared.info, ready_timeout_s)
             notes.append(f"loaded the function library on {', '.join(lacking)}")
+    image = prepared.topology.image
+    current = backend.client.images.get(image).id  # there: ensure_image_available
+    outdated = nodes_on_other_image(inventory, current) if current else []
+    if outdated:
+        name, runs = prepared.topology.name, "runs" if len(outdated) == 1 else "run"
+        notes.append(
+            f"{', '.join(outdated)} {runs} another image than {image} names now (it was "
+            "rebuilt or pulled since they were made; a container keeps its image): "
+            f"`redis-infra down --name {name} --keep-data`, then this `up` again, moves "
+            "every node to it with its data (an outage while the nodes restart)"
+        )
     notes = notes or ["already deployed as planned: nothing changed"]
     written = write_connection_files(prepared, out)
     return UpResult(prepared.info, written, False, time.monotonic() - started, None, notes)

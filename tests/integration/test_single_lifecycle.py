@@ -59,6 +59,45 @@ def test_up_again_changes_nothing_and_a_change_is_explained(deploy: DeployFactor
     assert container.attrs["HostConfig"]["Memory"] == 1265 * 1024**2
 
 
+def test_up_again_says_when_the_image_moved_and_its_fix_moves_the_node(
+    engine: docker.DockerClient, redis_image: str
+) -> None:
+    # A throwaway tag of the Redis image; a commit of a container made from it is a new
+    # image (another id, the same files), as a rebuild or a pull of the tag would be.
+    name = unique_name("moved")
+    reference = f"redis-infra/redis:it-moved-{name[-6:]}"
+    engine.images.get(redis_image).tag(reference)
+    topology = load_topology("single", name, {"image": reference})
+    scratch = engine.containers.create(reference, command=["true"])
+    try:
+        first = up(topology, engine)
+        node = first.info.data_nodes()[0]
+        node_client(first.info, node).set("session:kept", "yes")
+        made_from = engine.containers.get(node.container).attrs["Image"]
+        repository, tag = reference.split(":")
+        moved = scratch.commit(repository=repository, tag=tag).id
+        assert moved is not None and moved != made_from
+
+        again = up(topology, engine)
+        assert not again.created
+        (note,) = again.notes
+        assert note.startswith(f"{node.container} runs another image than {reference}")
+        assert f"down --name {name} --keep-data" in note
+        assert engine.containers.get(node.container).attrs["Image"] == made_from  # untouched
+
+        # The fix the note gives: the node runs the moved image, with its data.
+        down(name, engine, keep_data=True)
+        fixed = up(topology, engine)
+        assert engine.containers.get(node.container).attrs["Image"] == moved
+        assert node_client(fixed.info, fixed.info.data_nodes()[0]).get("session:kept") == b"yes"
+        assert up(topology, engine).notes == ["already deployed as planned: nothing changed"]
+    finally:
+        down(name, engine, keep_data=False)
+        scratch.remove()
+        # By name: the moved image goes with its only tag, the Redis image keeps its own.
+        engine.images.remove(reference)
+
+
 def test_connection_file_has_what_clients_need(deploy: DeployFactory) -> None:
     deployment = deploy("single", "conn")
     path = deployment.connection_file
