@@ -36,6 +36,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.docker_client import DockerClient as TestcontainersClient
 from testcontainers.core.network import Network
+from testcontainers.core.wait_strategies import HealthcheckWaitStrategy
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from infra.backends.local import (
@@ -50,7 +51,7 @@ from infra.backends.local import (
     upload_archive,
     volume_mounts,
 )
-from infra.core.errors import DeploymentError
+from infra.core.errors import DeploymentError, ReadinessTimeoutError
 from infra.core.plan_specs import (
     ALIVE_EVERY_S,
     ContainerSpec,
@@ -222,11 +223,28 @@ class ContainerLogWait(WaitStrategy):
                         f"{wrapped.attrs['State'].get('ExitCode')}):\n{_tail(wrapped)}"
                     )
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
+                    raise ReadinessTimeoutError(
                         f"{wrapped.name}: no {self.what} within {self._startup_timeout:.0f} s; "
                         f"its log:\n{_tail(wrapped)}"
                     )
             time.sleep(ping_poll_s(time.monotonic() - began))
+
+
+class HealthcheckLogWait(HealthcheckWaitStrategy):
+    """testcontainers' wait for Docker's health check (for a node not reachable from
+    here), whose timeout carries the container's log as ContainerLogWait's does."""
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        try:
+            super().wait_until_ready(container)
+        except TimeoutError as exc:
+            wrapped = container.get_wrapped_container()
+            log = _tail(wrapped)
+            raise ReadinessTimeoutError(f"{wrapped.name}: {exc}; its log:\n{log}") from None
+        except RuntimeError as exc:  # testcontainers' "reported unhealthy"
+            wrapped = container.get_wrapped_container()
+            log = _tail(wrapped)
+            raise DeploymentError(f"{wrapped.name}: {exc}; its log:\n{log}") from None
 
 
 def _engine_started(node: DockerContainer, starting: Future[None]) -> None:

@@ -42,3 +42,8 @@ class EngineError(RedisInfraError):
 
 class DeploymentError(RedisInfraError):
     """A deployment did not reach the state it was asked for."""
+
+
+class ReadinessTimeoutError(DeploymentError, TimeoutError):
+    """A node or topology not ready in time. A TimeoutError too, as testcontainers' wait
+    strategies raise; a RedisInfraError, so it is reported as a message, not a traceback."""

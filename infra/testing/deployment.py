@@ -20,6 +20,7 @@ deletes.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import shutil
@@ -33,14 +34,17 @@ from typing import Any, ClassVar, Self
 import docker
 from docker.models.containers import Container
 from redis.cluster import RedisCluster
-from testcontainers.core.wait_strategies import HealthcheckWaitStrategy
 from testcontainers.core.waiting_utils import WaitStrategy
 
 import redis
 from infra.backends.docker_engine import docker_client
 from infra.backends.image import DEFAULT_IMAGE, build_image, ensure_image_available
 from infra.backends.local_inventory import LABEL_STATE_DIR, Inventory, read_inventory, used_subnets
-from infra.backends.testcontainers_backend import ContainerLogWait, TestcontainersBackend
+from infra.backends.testcontainers_backend import (
+    ContainerLogWait,
+    HealthcheckLogWait,
+    TestcontainersBackend,
+)
 from infra.core.connection import OPERATOR_FILE, ConnectionInfo, read_connection_file
 from infra.core.errors import ConfigError, DeploymentError, EngineError
 from infra.core.model import Topology
@@ -200,7 +204,7 @@ class RedisDeployment:
                     "authenticated TLS PING", _pings(info, spec.node.name), timeout
                 )
             else:  # not reachable from here: Docker's health check (the same PING) decides
-                waits[spec.name] = HealthcheckWaitStrategy().with_startup_timeout(int(timeout))
+                waits[spec.name] = HealthcheckLogWait().with_startup_timeout(math.ceil(timeout))
         # The function library comes from here when every node is published (as `up`
         # does it): the plan without that job container.
         plan = replace(prepared.plan, bootstrap_jobs=container_jobs(prepared.plan, info))

@@ -57,6 +57,49 @@ def test_no_engine_fails_each_test_with_how_to_start_one_in_a_few_lines(
     assert len(result.outlines) < 40, output
 
 
+STUCK_NODE = """
+import pytest
+from infra.backends.testcontainers_backend import ContainerLogWait
+
+
+class Stuck:
+    \"\"\"A node container that runs and never answers: the wait strategy's target.\"\"\"
+
+    name, status, attrs = "app-redis", "running", {"RestartCount": 0, "State": {}}
+
+    def reload(self):
+        pass
+
+    def logs(self, tail=40):
+        return b"Fatal TLS error: the node's own words"
+
+    def get_wrapped_container(self):
+        return self
+
+
+@pytest.fixture(autouse=True)
+def node_never_answers(monkeypatch):
+    def start(deployment):
+        wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=0)
+        wait.wait_until_ready(Stuck())
+
+    monkeypatch.setattr("infra.testing.deployment.RedisDeployment.start", start)
+"""
+
+
+def test_a_node_that_never_answers_fails_its_test_with_its_log_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    # The wait strategy's timeout, as a real start would raise it (the node's start
+    # itself is replaced: no engine here).
+    pytester.makeconftest(STUCK_NODE)
+    output = _one_error(pytester, "test_single").stdout.str()
+    assert "the single deployment of fixture redis_single_deployment did not start" in output
+    assert "app-redis: no authenticated TLS PING within 0 s" in output
+    assert "Fatal TLS error: the node's own words" in output  # its log
+    assert "Traceback" not in output and "plugin.py" not in output, output
+
+
 def test_a_missing_connection_file_stops_the_run_once_before_any_test(
     pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

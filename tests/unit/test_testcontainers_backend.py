@@ -14,9 +14,14 @@ from typing import Any
 import pytest
 
 from infra.backends import testcontainers_backend
-from infra.backends.testcontainers_backend import ContainerLogWait, PlanNode, _engine_started
+from infra.backends.testcontainers_backend import (
+    ContainerLogWait,
+    HealthcheckLogWait,
+    PlanNode,
+    _engine_started,
+)
 from infra.core.certs import CertificateSet
-from infra.core.errors import DeploymentError
+from infra.core.errors import DeploymentError, ReadinessTimeoutError
 from infra.core.model import Topology
 from infra.core.plan import build_plan
 from infra.testing.sweep import owner_gone, owner_label
@@ -60,8 +65,34 @@ def test_a_node_its_restart_policy_brought_back_fails_at_once_with_its_log() -> 
 
 def test_a_node_that_never_answers_times_out_with_its_log() -> None:
     wait = ContainerLogWait("authenticated TLS PING", lambda: False, timeout_s=0)
-    with pytest.raises(TimeoutError, match=r"(?s)no authenticated TLS PING within 0 s.*FATAL"):
+    # A TimeoutError, as testcontainers' strategies raise, and one of ours: reported as
+    # a message (the plugin and the CLI catch RedisInfraError), not as a traceback.
+    with pytest.raises(
+        ReadinessTimeoutError, match=r"(?s)no authenticated TLS PING within 0 s.*FATAL"
+    ):
         wait.wait_until_ready(FakeContainer("running"))  # type: ignore[arg-type]
+    assert issubclass(ReadinessTimeoutError, TimeoutError)
+
+
+class FakeHealth(FakeContainer):
+    """A running container whose Docker health check stays at `status`."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__("running")
+        self.attrs["State"]["Health"] = {"Status": status, "Log": [{"ExitCode": 1}]}
+
+
+def test_a_node_whose_health_check_never_passes_times_out_with_its_log() -> None:
+    # Unpublished nodes: testcontainers' wait for Docker's health check, its errors
+    # carrying the log as ContainerLogWait's do.
+    wait = HealthcheckLogWait().with_startup_timeout(0)
+    with pytest.raises(ReadinessTimeoutError, match=r"(?s)t-redis: .*healthy within 0.*FATAL"):
+        wait.wait_until_ready(FakeHealth("starting"))  # type: ignore[arg-type]
+    # Reported unhealthy: at once, not at the timeout.
+    wait = HealthcheckLogWait().with_startup_timeout(60)
+    with pytest.raises(DeploymentError, match=r"(?s)t-redis: .*reported unhealthy.*FATAL") as got:
+        wait.wait_until_ready(FakeHealth("unhealthy"))  # type: ignore[arg-type]
+    assert not isinstance(got.value, TimeoutError)
 
 
 class FakeClock:
