@@ -23,7 +23,7 @@ from infra.operations.pinned_tls import PinnedTLSConnection
 from infra.operations.scale import scale_cluster
 from infra.operations.verify import verify
 from infra.testing import ClusterDeployment
-from infra.testing.plugin import redis_deployment_factory
+from infra.testing.plugin import redis_client_factory, redis_deployment_factory
 from tests.integration.other_clients import assert_seed_operations_work
 
 NODE_TIMEOUT_MS = 1000
@@ -36,6 +36,8 @@ SCALE_KEYS = 20_000
 cluster = redis_deployment_factory(
     "cluster", settings={"cluster.node_timeout_ms": NODE_TIMEOUT_MS}, scope="module"
 )
+
+cluster_app = redis_client_factory("cluster")  # the application's client of it, per test
 
 
 def _healthy(cluster: ClusterDeployment) -> None:
@@ -65,6 +67,32 @@ def test_up_returns_a_formed_cluster(cluster: ClusterDeployment) -> None:
         assert master == shard_master, node.name
     # The fixtures' create job left the library to the host: on every node, replicas too.
     assert nodes_lacking_library(cluster.info) == []
+
+
+def _keys_per_master(cluster: ClusterDeployment) -> dict[str, int]:
+    counts = {}
+    for master in cluster.masters():
+        admin = node_client(cluster.info, cluster.info.node(master), role="admin")
+        counts[master] = int(admin.dbsize())
+        admin.close()
+    return counts
+
+
+def test_a_fixture_client_is_the_application_and_a_reset_empties_every_shard(
+    cluster_app: redis.RedisCluster, cluster: ClusterDeployment
+) -> None:
+    """The factory's client follows the slots as the `app` user (an operator's command is
+    refused); the reset the client fixture runs after each test flushes every master,
+    not one shard."""
+    for i in range(60):
+        cluster_app.set(f"app:reset:{i}", i)
+    assert cluster_app.get("app:reset:59") == b"59"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        cluster_app.dbsize()  # the operator's (admin) may; the application may not
+    counts = _keys_per_master(cluster)
+    assert len(counts) >= 3 and all(count > 0 for count in counts.values()), counts
+    cluster.reset()
+    assert set(_keys_per_master(cluster).values()) == {0}
 
 
 def test_slot_coverage_by_redis_cli_check(cluster: ClusterDeployment) -> None:

@@ -4,6 +4,7 @@ a suite attached to a deployment that exists already."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,14 +14,17 @@ from pathlib import Path
 import docker
 import pytest
 
+import redis
 from infra.backends.local_inventory import LABEL_STATE_DIR
 from infra.core.errors import DeploymentError
 from infra.core.plan_specs import LABEL_NAME
-from infra.testing import SingleDeployment
+from infra.operations.client import node_client
+from infra.testing import RedisDeployment, SentinelDeployment, SingleDeployment
 from infra.testing.sweep import OWNER_LABEL, STATE_PREFIX
 
 APP_SUITE = """
 import pytest
+import redis
 from infra.testing.plugin import redis_deployment_factory
 
 small_single = redis_deployment_factory("single", settings={"memory.maxmemory": "64mb"})
@@ -36,6 +40,13 @@ def test_a_write(redis_single):
 def test_the_next_test_starts_empty(redis_single):
     assert WRITTEN == ["app:visits"]  # the write above happened, on this deployment
     assert redis_single.get("app:visits") is None  # the fixture flushed after that test
+
+
+def test_the_client_is_the_application_user(redis_single, redis_single_deployment):
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis_single.dbsize()  # the application's allow-list has no DBSIZE
+    with redis_single_deployment.client("admin") as operator:
+        assert operator.dbsize() == 0  # the operator's has
 
 
 @pytest.mark.redis_topology("single")
@@ -72,9 +83,22 @@ def test_dies_holding_a_deployment(redis_single_deployment):
 """
 
 ATTACHED_SUITE = """
+import pytest
+
+
 def test_uses_the_existing_deployment(redis_single_deployment, redis_single):
     assert redis_single_deployment.name == "{name}"
     assert redis_single.get("app:kept") == b"yes"
+
+
+def test_uses_the_existing_group(redis_sentinel_deployment, redis_sentinel):
+    assert redis_sentinel_deployment.name == "{group}"
+    assert redis_sentinel.get("app:kept") == b"group"
+
+
+@pytest.mark.redis_topology("single", memory__maxmemory="32mb")
+def test_settings_of_its_own_start_a_deployment_of_its_own(redis_deployment):
+    assert redis_deployment.name != "{name}"
 """
 
 
@@ -117,30 +141,55 @@ def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
     assert (secrets_folder / "secrets.json").exists()  # the dead run's passwords, on disk
 
     pytester.makepyfile(test_app=APP_SUITE)
-    result = pytester.runpytest_inprocess("-p", "redis_infra", "test_app.py")
+    # A deployment whose owner lives (this process) while the next run sweeps: the
+    # sweep must leave it, as a second suite on the engine must leave the first's.
+    with SingleDeployment(redis_image) as alive:
+        alive_before = {item for item in _owned(engine) if alive.name in item}
+        result = pytester.runpytest_inprocess("-p", "redis_infra", "test_app.py")
+        assert {item for item in _owned(engine) if alive.name in item} == alive_before
+        assert alive.container().status == "running" and alive.connection_file.exists()
     # Swept as the run started: containers, networks, volumes and the secrets folder.
     assert {item for item in _owned(engine) if name in item} == set()
     assert not secrets_folder.exists()
-    result.assert_outcomes(passed=5, errors=1)
+    result.assert_outcomes(passed=6, errors=1)
     result.stdout.fnmatch_lines(["*redis_topology needs a topology*"])
     # ... and the run removed its own three deployments when it ended.
     assert _owned(engine) == before
 
 
-def test_a_suite_attaches_to_a_deployment_through_its_connection_file(
-    pytester: pytest.Pytester, engine: docker.DockerClient, redis_image: str
+def test_a_suite_attaches_to_deployments_through_their_connection_files(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    redis_image: str,
+    redis_sentinel_deployment: SentinelDeployment,
 ) -> None:
+    group = redis_sentinel_deployment
     with SingleDeployment(redis_image) as existing:
         existing.client().set("app:kept", "yes")
-        pytester.makepyfile(test_attached=ATTACHED_SUITE.format(name=existing.name))
-        result = pytester.runpytest_inprocess(
-            "-p", "redis_infra", f"--redis-infra-connection={existing.connection_file}"
-        )
-        result.assert_outcomes(passed=1)
-        # Attached, not owned: the suite's end left it running, its data flushed.
+        with group.client() as app:
+            app.set("app:kept", "group")
+        suite = ATTACHED_SUITE.format(name=existing.name, group=group.name)
+        pytester.makepyfile(test_attached=suite)
+        # Both files through the variable, as a CI job that brought them up would set it.
+        files = os.pathsep.join(str(d.connection_file) for d in (existing, group))
+        monkeypatch.setenv("REDIS_INFRA_CONNECTION", files)
+        result = pytester.runpytest_inprocess("-p", "redis_infra")
+        result.assert_outcomes(passed=3)
+        # Attached, not owned: the suite's end left them running, their data flushed.
         assert existing.container().status == "running"
         assert existing.client().get("app:kept") is None
         assert Path(existing.connection_file).exists()
+        with group.client() as app:
+            assert app.get("app:kept") is None
+        group.wait_converged(timeout_s=10)
+
+        # Without the operator's file beside it, a reset cannot run, and says why.
+        alone = tmp_path / "connection.json"
+        alone.touch(mode=0o600)  # as private as the original, or reading it is refused
+        alone.write_bytes(existing.connection_file.read_bytes())
+        with pytest.raises(DeploymentError, match="needs the operator's credentials"):
+            SingleDeployment.attach(alone).reset()
 
 
 def test_a_failed_start_leaves_nothing_and_says_why_with_the_log(
@@ -159,3 +208,45 @@ def test_a_failed_start_leaves_nothing_and_says_why_with_the_log(
     assert {item for item in _owned(engine) if deployment.name in item} == set()
     assert _labelled(engine, f"{LABEL_NAME}={deployment.name}") == []
     assert list(Path(tempfile.gettempdir()).glob(f"{STATE_PREFIX}*/{deployment.name}")) == []
+
+
+# The session's Sentinel group (tests/conftest.py declares it), as an application's
+# own tests reach it: by marker, by indirect parametrization, by its client fixture.
+
+
+def _master_keys(group: SentinelDeployment) -> int:
+    master = group.info.node(group.master())
+    with node_client(group.info, master, role="admin") as admin:
+        return int(admin.dbsize())
+
+
+@pytest.mark.redis_topology("sentinel")
+def test_the_marker_gives_the_sessions_sentinel_group_and_a_client_of_its_master(
+    redis_deployment: RedisDeployment,
+    redis_client: redis.Redis,
+    redis_sentinel_deployment: SentinelDeployment,
+) -> None:
+    assert redis_deployment is redis_sentinel_deployment
+    redis_client.set("app:marker", "sentinel")
+    master = redis_sentinel_deployment.info.node(redis_sentinel_deployment.master())
+    with node_client(redis_sentinel_deployment.info, master, role="admin") as admin:
+        assert admin.get("app:marker") == b"sentinel"  # through Sentinel, to the master
+
+
+@pytest.mark.parametrize("redis_deployment", ["sentinel"], indirect=True)
+def test_indirect_parametrization_gives_the_sessions_sentinel_group(
+    redis_deployment: RedisDeployment, redis_sentinel_deployment: SentinelDeployment
+) -> None:
+    assert redis_deployment is redis_sentinel_deployment
+    assert redis_deployment.kind == "sentinel"
+
+
+def test_the_sentinel_client_is_the_application_and_a_reset_empties_the_group(
+    redis_sentinel: redis.Redis, redis_sentinel_deployment: SentinelDeployment
+) -> None:
+    redis_sentinel.set("app:reset", 1)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis_sentinel.dbsize()  # the operator's command, refused to the application
+    assert _master_keys(redis_sentinel_deployment) >= 1
+    redis_sentinel_deployment.reset()  # what the client fixture runs after each test
+    assert _master_keys(redis_sentinel_deployment) == 0

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 
+import redis
 from infra.core.topology import load_topology
 from infra.operations.client import connect, no_retry, node_client, sentinel_manager
 from infra.operations.deploy import down, up
@@ -131,10 +132,56 @@ def test_a_replica_partitioned_and_healed_by_the_helpers_keeps_its_fixed_address
     fixture's heal (a call apart from its partition) must put it back there."""
     replica = next(node for node in group.info.data_nodes() if node.name != group.master())
     group.partition(replica.name)
+    # Cut off the deployment's network, as the helper says; its published port answers.
+    networks = group.container(replica.name).attrs["NetworkSettings"]["Networks"]
+    assert group.info.network not in networks
+    assert node_client(group.info, replica, role="admin", retry=no_retry()).ping()
     group.heal(replica.name)
     networks = group.container(replica.name).attrs["NetworkSettings"]["Networks"]
     assert networks[group.info.network]["IPAddress"] == replica.address
     group.wait_converged()
+
+
+def _answers(group: SentinelDeployment, node: str) -> bool:
+    client = node_client(group.info, group.info.node(node), socket_timeout=0.5, retry=no_retry())
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    finally:
+        client.close()
+
+
+def test_the_fixtures_helpers_pause_restart_and_count_lost_writes(
+    group: SentinelDeployment,
+) -> None:
+    """The fault and accounting helpers an application's test calls on the deployment
+    object (the drills above use their own): a paused node does not answer, a restarted
+    one is a new process, and every acknowledged write the data no longer holds counts."""
+    replica = next(node.name for node in group.info.data_nodes() if node.name != group.master())
+    with group.writes(rate_per_s=200) as writer:
+        time.sleep(0.3)
+        group.pause(replica)
+        assert not _answers(group, replica)
+        group.unpause(replica)
+        assert _answers(group, replica)
+        time.sleep(0.3)
+    held = group.lost_writes(writer.log)
+    assert held.acknowledged > 50 and held.acknowledged_lost == 0, held
+
+    # Three acknowledged writes removed behind the writer's back: exactly those count.
+    gone = [record.seq for record in writer.log.acknowledged()][5:8]
+    admin = group.client("admin")
+    admin.delete(*(writer.log.key(seq) for seq in gone))
+    admin.close()
+    lost = group.lost_writes(writer.log)
+    assert lost.acknowledged_lost == 3 and lost.lost_sequence_numbers == gone
+
+    started = group.container(replica).attrs["State"]["StartedAt"]
+    group.restart(replica)
+    assert group.container(replica).attrs["State"]["StartedAt"] != started
+    group.wait_converged()
+    assert _answers(group, replica)
 
 
 def test_losing_the_sentinel_majority_prevents_failover(group: SentinelDeployment) -> None:
