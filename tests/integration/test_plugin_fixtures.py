@@ -63,6 +63,11 @@ def test_marker_settings_give_a_deployment_of_its_own(redis_client, redis_deploy
     assert redis_client.info("memory")["maxmemory"] == 32 * 1024 * 1024
 
 
+@pytest.mark.redis_topology("single", {"memory.maxmemory": "48mb"})
+def test_marker_settings_as_a_mapping_of_dotted_paths(redis_client):
+    assert redis_client.info("memory")["maxmemory"] == 48 * 1024 * 1024
+
+
 def test_a_factory_fixture_has_its_settings(small_single, redis_single_deployment):
     assert small_single.name != redis_single_deployment.name
     with small_single.client() as r:
@@ -151,9 +156,9 @@ def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
     # Swept as the run started: containers, networks, volumes and the secrets folder.
     assert {item for item in _owned(engine) if name in item} == set()
     assert not secrets_folder.exists()
-    result.assert_outcomes(passed=6, errors=1)
+    result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(["*redis_topology needs a topology*"])
-    # ... and the run removed its own three deployments when it ended.
+    # ... and the run removed its own four deployments when it ended.
     assert _owned(engine) == before
 
 
