@@ -213,11 +213,10 @@ def _remove_unused_builds(client: docker.DockerClient) -> tuple[str, ...]:
     return tuple(entry["Deleted"] for entry in deleted if "Deleted" in entry)
 
 
-def ensure_image_available(client: docker.DockerClient, reference: str) -> None:
-    """Return if the engine has `reference` (pulling it if it can); else stop with the fix."""
+def ensure_image_available(client: docker.DockerClient, reference: str) -> str:
+    """The id of `reference` on the engine (pulled if it can be); else stop with the fix."""
     with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.get(reference)
-        return
+        return str(client.images.get(reference).id)
     build_fix = "run `redis-infra image build`"
     if reference != DEFAULT_IMAGE:
         build_fix += f" --tag {reference}"
@@ -227,10 +226,11 @@ def ensure_image_available(client: docker.DockerClient, reference: str) -> None:
             f"Fix: {build_fix}"
         )
     try:
-        client.images.pull(reference)
+        pulled = client.images.pull(reference)
     except docker.errors.APIError as exc:
         raise EngineError(
             f"image {reference} is not on this Docker engine and cannot be pulled "
             f"({exc.explanation or exc}). Fix: {build_fix} and deploy with "
             f"--image {DEFAULT_IMAGE}, or pick a tag your registry serves"
         ) from exc
+    return str(pulled.id)

@@ -237,14 +237,17 @@ class HealthcheckLogWait(HealthcheckWaitStrategy):
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         try:
             super().wait_until_ready(container)
-        except TimeoutError as exc:
+        except TimeoutError:
             wrapped = container.get_wrapped_container()
-            log = _tail(wrapped)
-            raise ReadinessTimeoutError(f"{wrapped.name}: {exc}; its log:\n{log}") from None
-        except RuntimeError as exc:  # testcontainers' "reported unhealthy"
+            health = (wrapped.attrs.get("State") or {}).get("Health") or {}
+            raise ReadinessTimeoutError(
+                f"{wrapped.name}: Docker's health check (an authenticated TLS PING) did not "
+                f"pass within {self._startup_timeout:.0f} s (status: "
+                f"{health.get('Status', 'none')}); its log:\n{_tail(wrapped)}"
+            ) from None
+        except RuntimeError as exc:  # testcontainers' "reported unhealthy" (with its output)
             wrapped = container.get_wrapped_container()
-            log = _tail(wrapped)
-            raise DeploymentError(f"{wrapped.name}: {exc}; its log:\n{log}") from None
+            raise DeploymentError(f"{wrapped.name}: {exc}\nIts log:\n{_tail(wrapped)}") from None
 
 
 def _engine_started(node: DockerContainer, starting: Future[None]) -> None:

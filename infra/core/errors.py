@@ -45,5 +45,6 @@ class DeploymentError(RedisInfraError):
 
 
 class ReadinessTimeoutError(DeploymentError, TimeoutError):
-    """A node or topology not ready in time. A TimeoutError too, as testcontainers' wait
-    strategies raise; a RedisInfraError, so it is reported as a message, not a traceback."""
+    """A node not ready within its wait strategy's timeout (the test fixtures). A
+    TimeoutError too, as testcontainers' wait strategies raise; a RedisInfraError, so it
+    is reported as a message, not a traceback."""

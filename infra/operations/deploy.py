@@ -153,10 +153,12 @@ def up(
     backend = LocalBackend(client)
     inventory = backend.inventory(topology.name)
     prepared = prepare(topology, inventory, backend.used_subnets)
-    ensure_image_available(client, topology.image)
+    image_id = ensure_image_available(client, topology.image)
     out = connection_file.expanduser().resolve() if connection_file else None
     if inventory.containers:
-        return _confirm_existing(backend, prepared, inventory, out, started, ready_timeout_s)
+        return _confirm_existing(
+            backend, prepared, inventory, out, started, ready_timeout_s, image_id
+        )
     for spec in prepared.plan.containers:
         port = prepared.host_ports.get(spec.name)
         if port is not None and port_in_use(topology.publish.host_ip, port):
@@ -302,6 +304,7 @@ def _confirm_existing(
     out: Path | None,
     started: float,
     ready_timeout_s: float,
+    image_id: str,
 ) -> UpResult:
     differences = backend.differences(prepared.plan, inventory, prepared.host_ports)
     if differences:
@@ -327,16 +330,16 @@ def _confirm_existing(
         if lacking:
             load_library(prepared.info, ready_timeout_s)
             notes.append(f"loaded the function library on {', '.join(lacking)}")
-    image = prepared.topology.image
-    current = backend.client.images.get(image).id  # there: ensure_image_available
-    outdated = nodes_on_other_image(inventory, current) if current else []
+    # The id `up` found as it began: a rebuild or pull since then is for the next `up`.
+    outdated = nodes_on_other_image(inventory, image_id)
     if outdated:
         name, runs = prepared.topology.name, "runs" if len(outdated) == 1 else "run"
         notes.append(
-            f"{', '.join(outdated)} {runs} another image than {image} names now (it was "
-            "rebuilt or pulled since they were made; a container keeps its image): "
-            f"`redis-infra down --name {name} --keep-data`, then this `up` again, moves "
-            "every node to it with its data (an outage while the nodes restart)"
+            f"{', '.join(outdated)} {runs} an older image than the one "
+            f"{prepared.topology.image} names now (the tag was rebuilt or pulled since "
+            "the containers were made). To move every node to it, keeping the data: "
+            f"`redis-infra down --name {name} --keep-data`, then the same `up` again "
+            "(the nodes are down meanwhile)"
         )
     notes = notes or ["already deployed as planned: nothing changed"]
     written = write_connection_files(prepared, out)

@@ -87,6 +87,15 @@ def test_dies_holding_a_deployment(redis_single_deployment):
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
+LIVE_OWNER = """
+import sys
+from infra.testing import SingleDeployment
+
+with SingleDeployment(sys.argv[1]) as deployment:
+    print(deployment.name, deployment.connection_file.parent, flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
 ATTACHED_SUITE = """
 import pytest
 
@@ -146,13 +155,23 @@ def test_a_killed_run_leaves_nothing_once_the_next_run_starts(
     assert (secrets_folder / "secrets.json").exists()  # the dead run's passwords, on disk
 
     pytester.makepyfile(test_app=APP_SUITE)
-    # A deployment whose owner lives (this process) while the next run sweeps: the
-    # sweep must leave it, as a second suite on the engine must leave the first's.
-    with SingleDeployment(redis_image) as alive:
-        alive_before = {item for item in _owned(engine) if alive.name in item}
+    # A deployment of another process that still runs (a second suite on the same
+    # engine) while the next run sweeps: the sweep must leave it.
+    with subprocess.Popen(
+        [sys.executable, "-c", LIVE_OWNER, redis_image],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as other:
+        assert other.stdin is not None and other.stdout is not None
+        alive, home = other.stdout.readline().split()
+        alive_before = {item for item in _owned(engine) if alive in item}
+        assert alive_before, "the other process's deployment should be up"
         result = pytester.runpytest_inprocess("-p", "redis_infra", "test_app.py")
-        assert {item for item in _owned(engine) if alive.name in item} == alive_before
-        assert alive.container().status == "running" and alive.connection_file.exists()
+        assert {item for item in _owned(engine) if alive in item} == alive_before
+        assert Path(home).exists()  # its secrets folder too
+        other.stdin.close()  # it stops its deployment and exits
+        assert other.wait(timeout=60) == 0
     # Swept as the run started: containers, networks, volumes and the secrets folder.
     assert {item for item in _owned(engine) if name in item} == set()
     assert not secrets_folder.exists()

@@ -135,7 +135,8 @@ def test_a_replica_partitioned_and_healed_by_the_helpers_keeps_its_fixed_address
     # Cut off the deployment's network, as the helper says; its published port answers.
     networks = group.container(replica.name).attrs["NetworkSettings"]["Networks"]
     assert group.info.network not in networks
-    assert node_client(group.info, replica, role="admin", retry=no_retry()).ping()
+    with node_client(group.info, replica, role="admin", retry=no_retry()) as admin:
+        assert admin.ping()
     group.heal(replica.name)
     networks = group.container(replica.name).attrs["NetworkSettings"]["Networks"]
     assert networks[group.info.network]["IPAddress"] == replica.address

@@ -81,7 +81,7 @@ def test_up_again_says_when_the_image_moved_and_its_fix_moves_the_node(
         again = up(topology, engine)
         assert not again.created
         (note,) = again.notes
-        assert note.startswith(f"{node.container} runs another image than {reference}")
+        assert note.startswith(f"{node.container} runs an older image than the one {reference}")
         assert f"down --name {name} --keep-data" in note
         assert engine.containers.get(node.container).attrs["Image"] == made_from  # untouched
 
